@@ -1,0 +1,3 @@
+from wtalkit.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Shared CLI pieces: error handling, config options, consoles."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import click
+from rich.console import Console
+
+from wtalkit.errors import WtalError
+
+# Rich output goes to stderr so that ``--json`` keeps stdout for machine-readable data only.
+err_console = Console(stderr=True)
+
+
+def out_console() -> Console:
+    return Console()
+
+
+class WtalGroup(click.Group):
+    """A click group that turns user-input errors into one-line messages (exit 1)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except WtalError as e:
+            raise click.ClickException(str(e)) from None
+        except FileNotFoundError as e:
+            raise click.ClickException(f"file not found: {e.filename or e}") from None
+        except PermissionError as e:
+            raise click.ClickException(f"permission denied: {e.filename or e}") from None
+        except json.JSONDecodeError as e:
+            raise click.ClickException(f"malformed JSON (line {e.lineno}: {e.msg})") from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted; outputs written so far are complete and re-running resumes") from None
+
+
+def config_options(f):
+    """``--config FILE|PRESET`` and repeatable ``--set key=value``."""
+
+    @click.option("--config", "config_source", default=None, metavar="FILE|PRESET",
+                  help="YAML config file or preset name (thumos14, anet12, demo).")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="Override a config value, e.g. --set train.seed=1 (repeatable).")
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def print_config(cfg, title: str = "resolved config") -> None:
+    from rich.syntax import Syntax
+
+    err_console.rule(title)
+    err_console.print(Syntax(cfg.to_yaml(), "yaml", background_color="default"))

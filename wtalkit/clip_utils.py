@@ -1,0 +1,131 @@
+"""Loading CLIP through clip-anytorch.
+
+``load_clip(spec)`` takes a clip-anytorch model name (``ViT-B/16``: the file is
+looked up in clip-anytorch's standard cache, ``~/.cache/clip``, and downloaded
+there only if missing) or the path of a local checkpoint (a JIT archive or a
+state dict; the architecture is read from the weights by ``clip.load``).
+
+``random_clip_state_dict`` builds CLIP state dicts of any size with random
+weights: tests save tiny ones and load them back through ``clip.load`` (the
+real code path); benchmarks build the real ViT-B/16 architecture.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from wtalkit.errors import WtalError
+
+# The architectures of clip-anytorch's published models that wtalkit benchmarks use.
+CLIP_ARCHS = {
+    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                     vision_patch_size=16, context_length=77, vocab_size=49408,
+                     transformer_width=512, transformer_heads=8, transformer_layers=12),
+    "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                     vision_patch_size=32, context_length=77, vocab_size=49408,
+                     transformer_width=512, transformer_heads=8, transformer_layers=12),
+    # A tiny model for tests: real tokenizer vocabulary, widths multiple of 64 (clip reads heads = width // 64).
+    "tiny": dict(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64,
+                 vision_patch_size=16, context_length=77, vocab_size=49408,
+                 transformer_width=64, transformer_heads=1, transformer_layers=1),
+}
+
+
+def _import_clip():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # clip-anytorch imports the deprecated pkg_resources
+        import clip  # noqa: F401
+    return clip
+
+
+def clip_cache_dir() -> Path:
+    return Path(os.environ.get("WTALKIT_CLIP_CACHE", os.path.expanduser("~/.cache/clip")))
+
+
+def load_clip(spec: str, device="cpu"):
+    """Load a CLIP model (frozen, eval mode, float32 on CPU) by name or local path."""
+    clip = _import_clip()
+    import torch
+
+    names = clip.available_models()
+    if spec in names:
+        url = clip.clip._MODELS[spec]
+        cached = clip_cache_dir() / os.path.basename(url)
+        try:
+            model, _ = clip.load(spec, device=device, jit=False, download_root=str(clip_cache_dir()))
+        except Exception as e:  # network / checksum failures
+            hint = "" if cached.exists() else f"; put the checkpoint at {cached} or pass a local file path"
+            raise WtalError(f"cannot load CLIP '{spec}': {str(e).splitlines()[0] if str(e) else type(e).__name__}{hint}") from None
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise WtalError(f"CLIP model '{spec}' is neither a known name ({', '.join(names)}) nor a checkpoint file")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model, _ = clip.load(str(path), device=device, jit=False)
+        except Exception as e:
+            raise WtalError(f"{path}: not a loadable CLIP checkpoint ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+    model = model.float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(torch.device(device))
+
+
+def random_clip_state_dict(arch: str | dict = "tiny", seed: int = 0) -> dict:
+    """State dict of a randomly initialised CLIP of the given architecture."""
+    _import_clip()
+    import torch
+    from clip.model import CLIP
+
+    kw = CLIP_ARCHS[arch] if isinstance(arch, str) else dict(arch)
+    torch.manual_seed(seed)
+    model = CLIP(**kw)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def save_random_clip(path, arch: str | dict = "tiny", seed: int = 0) -> Path:
+    """Write a random CLIP checkpoint that ``clip.load(path)`` reads back."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(random_clip_state_dict(arch, seed), path)
+    return path
+
+
+def clip_embed_dim(model) -> int:
+    return int(model.text_projection.shape[1])
+
+
+def encode_texts(model, texts: list, batch_size: int = 256):
+    """L2-normalised CLIP text embeddings ``[len(texts), D]`` (no grad)."""
+    clip = _import_clip()
+    import torch
+
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            tok = clip.tokenize(texts[i:i + batch_size], truncate=True).to(device)
+            emb = model.encode_text(tok).float()
+            out.append(emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    return torch.cat(out) if out else torch.zeros(0, clip_embed_dim(model))
+
+
+def encode_class_prompts(model, classnames: list, templates: list):
+    """Per class, the normalised mean of its template embeddings: ``[C, D]`` (CLIP's prompt ensembling)."""
+    import torch
+
+    if not templates:
+        raise WtalError("at least one prompt template is needed")
+    for t in templates:
+        if "{}" not in t:
+            raise WtalError(f"prompt template '{t}' has no '{{}}' placeholder for the class name")
+    embs = []
+    for name in classnames:
+        e = encode_texts(model, [t.format(name) for t in templates]).mean(0)
+        embs.append(e / e.norm().clamp_min(1e-12))
+    return torch.stack(embs)

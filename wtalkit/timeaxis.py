@@ -1,0 +1,80 @@
+"""Snippet index <-> seconds: the one conversion used everywhere.
+
+A feature stream is sampled on a regular grid of video frames at ``fps``
+(the stream's sampling rate, not necessarily the file's native rate):
+snippet ``k`` is computed from frames ``[k*stride, k*stride + length)`` and
+*owns* the time span ``[k*stride/fps, (k+1)*stride/fps)``. With the usual
+``length == stride`` (16/16 at 25 fps for THUMOS14 I3D) the spans tile the
+video exactly; with overlapping snippets (stride < length) each snippet still
+owns one stride of time, so a run of snippets ``a..b`` maps to
+``[a*stride/fps, (b+1)*stride/fps)`` whatever the overlap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SnippetGrid:
+    """The sampling grid of a feature stream (from its ``meta.json``)."""
+
+    fps: float = 25.0
+    length: int = 16
+    stride: int = 16
+
+    def __post_init__(self):
+        if not (self.fps > 0):
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.length < 1 or self.stride < 1:
+            raise ValueError(f"snippet length and stride must be >= 1, got {self.length}/{self.stride}")
+
+    @property
+    def seconds_per_snippet(self) -> float:
+        """Time owned by one snippet (its stride) in seconds."""
+        return self.stride / self.fps
+
+    def to_seconds(self, k):
+        """Start time in seconds of snippet ``k`` (array-like or scalar).
+
+        ``k`` may be fractional: ``to_seconds(b + 1)`` is the end of snippet ``b``.
+        """
+        return np.asarray(k, dtype=np.float64) * self.stride / self.fps
+
+    def span(self, k):
+        """``(start, end)`` seconds owned by snippet ``k``."""
+        start = self.to_seconds(k)
+        return start, start + self.seconds_per_snippet
+
+    def centre_frame(self, k):
+        """Index (possibly fractional) of the centre frame of snippet ``k`` on the grid."""
+        return np.asarray(k, dtype=np.float64) * self.stride + (self.length - 1) / 2.0
+
+    def to_snippet(self, seconds):
+        """Fractional snippet index of a time in seconds (inverse of :meth:`to_seconds`)."""
+        return np.asarray(seconds, dtype=np.float64) * self.fps / self.stride
+
+    def num_snippets(self, num_frames: int) -> int:
+        """Number of whole snippets in a video of ``num_frames`` grid frames."""
+        if num_frames < self.length:
+            return 0
+        return (num_frames - self.length) // self.stride + 1
+
+    def frame_indices(self, k, n: int = 1):
+        """Grid-frame indices of ``n`` evenly spaced frames inside snippet ``k``.
+
+        ``n == 1`` gives the centre frame (rounded down).
+        """
+        k = np.asarray(k, dtype=np.int64)
+        if n == 1:
+            offs = np.array([(self.length - 1) // 2])
+        else:
+            offs = np.round(np.linspace(0, self.length - 1, n)).astype(np.int64)
+        return k[..., None] * self.stride + offs
+
+
+def segment_from_run(grid: SnippetGrid, first: int, last: int) -> tuple[float, float]:
+    """Seconds covered by the inclusive run of snippets ``first..last``."""
+    return float(grid.to_seconds(first)), float(grid.to_seconds(last + 1))
