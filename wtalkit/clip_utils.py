@@ -13,6 +13,7 @@ real code path); benchmarks build the real ViT-B/16 architecture.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,10 @@ CLIP_ARCHS = {
     "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
                      vision_patch_size=32, context_length=77, vocab_size=49408,
                      transformer_width=512, transformer_heads=8, transformer_layers=12),
+    # The demo's small random CLIP (real tokenizer, real code paths, no pretrained knowledge).
+    "demo": dict(embed_dim=64, image_resolution=32, vision_layers=1, vision_width=64,
+                 vision_patch_size=16, context_length=77, vocab_size=49408,
+                 transformer_width=128, transformer_heads=2, transformer_layers=2),
     # A tiny model for tests: real tokenizer vocabulary, widths multiple of 64 (clip reads heads = width // 64).
     "tiny": dict(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64,
                  vision_patch_size=16, context_length=77, vocab_size=49408,
@@ -129,3 +134,9 @@ def encode_class_prompts(model, classnames: list, templates: list):
         e = encode_texts(model, [t.format(name) for t in templates]).mean(0)
         embs.append(e / e.norm().clamp_min(1e-12))
     return torch.stack(embs)
+
+
+def natural_name(name: str) -> str:
+    """A class name as words for text prompts: ``BaseballPitch`` -> ``baseball pitch``, ``high_jump`` -> ``high jump``."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ").replace("-", " "))
+    return " ".join(words.split()).lower()

@@ -152,6 +152,11 @@ def _coerce(value, typ, key: str):
     if typ is float or origin is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise WtalError(f"config key '{key}' expects a number, got {value!r}")
     if typ is str or origin is str:
         if isinstance(value, str):
@@ -245,7 +250,7 @@ def load_config(source: str | None = None, overrides=(), base: dict | None = Non
     data: dict = dict(base or {})
     if source:
         path = Path(source)
-        if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.suffix in (".yaml", ".yml") or path.is_file():
             if not path.exists():
                 raise WtalError(f"config file not found: {source}")
             data = _merge(data, _read_yaml(path))

@@ -78,3 +78,13 @@ class SnippetGrid:
 def segment_from_run(grid: SnippetGrid, first: int, last: int) -> tuple[float, float]:
     """Seconds covered by the inclusive run of snippets ``first..last``."""
     return float(grid.to_seconds(first)), float(grid.to_seconds(last + 1))
+
+
+def resample_indices(src: SnippetGrid, dst: SnippetGrid, n_dst: int, n_src: int) -> np.ndarray:
+    """For each of ``n_dst`` snippets on ``dst``, the ``src`` snippet whose span holds its centre time.
+
+    Used to align two feature streams sampled on different grids (nearest by time, clipped to range).
+    """
+    centre = dst.to_seconds(np.arange(n_dst) + 0.5)
+    idx = np.floor(src.to_snippet(centre)).astype(np.int64)
+    return np.clip(idx, 0, max(n_src - 1, 0))

@@ -1,0 +1,94 @@
+"""The CBP branch: classification-based pre-trained features -> frame class probabilities.
+
+Input: snippet features ``[B, T, D]`` (I3D / Kinetics video models; the
+dataset's ``cbp`` stream). A linear+temporal-conv embedding, a stack of
+pre-norm transformer blocks (multi-head self-attention, LayerNorm, MLP) and a
+per-frame linear classifier give logits ``[B, T, C]``; frame probabilities are
+their sigmoids (``P_cb``). The branch is trained by multiple-instance learning:
+the video score of class ``c`` is the mean of its top-k frame logits
+(``k = max(1, T_valid // topk_ratio)``) passed through a sigmoid, and the
+classification loss is the binary cross-entropy against the video-level labels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wtalkit.config import CBPConfig
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + MHSA(LN(x)); x + MLP(LN(x)). Padded frames are masked out as keys."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+        h = self.norm1(x)
+        h, _ = self.attn(h, h, h, key_padding_mask=key_padding, need_weights=False)
+        x = x + self.drop(h)
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class CBPBranch(nn.Module):
+    def __init__(self, feat_dim: int, num_classes: int, cfg: CBPConfig | None = None):
+        super().__init__()
+        cfg = cfg or CBPConfig()
+        self.feat_dim, self.num_classes, self.topk_ratio = feat_dim, num_classes, cfg.topk_ratio
+        h = cfg.hidden_dim
+        self.in_drop = nn.Dropout(cfg.dropout)
+        self.embed = nn.Linear(feat_dim, h)
+        # A depthwise temporal convolution gives the blocks local order without absolute positions,
+        # so a model trained on T-snippet crops applies unchanged to whole videos of any length.
+        self.local = nn.Conv1d(h, h, kernel_size=3, padding=1, groups=h)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(h, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.num_layers))
+        self.norm = nn.LayerNorm(h)
+        self.classifier = nn.Linear(h, num_classes)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+        """``x [B, T, D]``, ``mask [B, T]`` (True = real snippet) -> probs/logits ``[B, T, C]``, features ``[B, T, H]``."""
+        h = self.embed(self.in_drop(x))
+        if mask is not None:
+            h = h * mask[..., None]
+        h = h + self.local(h.transpose(1, 2)).transpose(1, 2)
+        key_padding = None if mask is None else ~mask
+        for blk in self.blocks:
+            h = blk(h, key_padding)
+        h = self.norm(h)
+        logits = self.classifier(h)
+        return {"logits": logits, "probs": torch.sigmoid(logits), "features": h}
+
+    def video_logits(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return topk_pool(logits, mask, self.topk_ratio)
+
+
+def topk_pool(logits: torch.Tensor, mask: torch.Tensor | None, ratio: int) -> torch.Tensor:
+    """Mean of the top ``k = max(1, T_valid // ratio)`` frame logits per class: ``[B, T, C] -> [B, C]``.
+
+    Each video uses its own k from its number of valid frames; padded frames never count.
+    """
+    B, T, C = logits.shape
+    if mask is None:
+        mask = torch.ones(B, T, dtype=torch.bool, device=logits.device)
+    valid = mask.sum(1)  # [B]
+    k = torch.clamp(valid // ratio, min=1)  # [B]
+    filled = logits.masked_fill(~mask[..., None], float("-inf"))
+    kmax = int(k.max())
+    top, _ = filled.topk(kmax, dim=1)  # [B, kmax, C]
+    keep = (torch.arange(kmax, device=logits.device)[None, :] < k[:, None]).to(logits.dtype)  # [B, kmax]
+    top = torch.where(keep[..., None] > 0, top, torch.zeros_like(top))
+    return top.sum(1) / k[:, None].to(logits.dtype)
+
+
+def mil_loss(video_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The classification loss: BCE between sigmoid video scores and multi-hot video labels."""
+    return F.binary_cross_entropy_with_logits(video_logits, labels.to(video_logits.dtype))

@@ -1,0 +1,110 @@
+"""Warm-up: train the CBP branch with video-level class labels only (MIL).
+
+``train_warmup`` is the library function behind ``wtalkit warmup``. It is
+seedable, and resumable: after every epoch the model, optimizer and RNG states
+are saved to ``RUN/checkpoints/warmup_last.pt``, and a run restarted after an
+interruption continues from there and ends bit-identical to an uninterrupted
+one (on CPU).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wtalkit import io as wio
+from wtalkit.config import Config
+from wtalkit.data.features import Dataset
+from wtalkit.data.loader import FeatureBank
+from wtalkit.errors import WtalError
+from wtalkit.models.cbp import CBPBranch, mil_loss
+from wtalkit.train.progress import training_progress
+from wtalkit.train.run import Run, load_checkpoint, restore_rng, rng_state, seed_everything
+
+
+def build_cbp(cfg: Config, feat_dim: int, num_classes: int) -> CBPBranch:
+    return CBPBranch(feat_dim, num_classes, cfg.cbp)
+
+
+def make_optimizer(params, cfg: Config) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+
+def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None) -> float:
+    """One MIL epoch over ``bank``; returns the mean loss."""
+    model.train()
+    losses = []
+    for batch in bank.batches(rng, cfg.data.num_segments, cfg.data.batch_size):
+        out = model(batch["x"]["cbp"], batch["mask"])
+        loss = mil_loss(model.video_logits(out["logits"], batch["mask"]), batch["labels"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+        if on_batch:
+            on_batch(losses[-1])
+    return float(np.mean(losses)) if losses else 0.0
+
+
+def train_warmup(dataset_dir, run_dir, cfg: Config, *, overwrite: bool = False, console=None,
+                 progress: bool = True, stop_after_epochs: int | None = None) -> Path:
+    """Train (or resume training) the CBP branch; returns the path of ``RUN/warmup.pt``.
+
+    ``stop_after_epochs`` stops early after that many epochs in this call (the
+    resumable checkpoint is kept): it is how tests simulate an interruption.
+    """
+    run = Run(run_dir)
+    final = run.file("warmup.pt")
+    last = run.last("warmup")
+    if final.exists() and not overwrite:
+        raise WtalError(f"{final} already exists; pass --overwrite to train again")
+    if overwrite:
+        for p in (final, last):
+            p.unlink(missing_ok=True)
+
+    dataset = Dataset(dataset_dir)
+    bank = FeatureBank(dataset, cfg.data.train_subset, ("cbp",), require_labels=True)
+    np_rng = seed_everything(cfg.train.seed)
+    model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes))
+    opt = make_optimizer(model.parameters(), cfg)
+    start_epoch = 0
+    if last.exists():
+        state = load_checkpoint(last)
+        if state["config"] != cfg.to_dict():
+            raise WtalError(f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite")
+        model.load_state_dict(state["models"]["cbp"])
+        opt.load_state_dict(state["optim"])
+        restore_rng(state["rng"], np_rng)
+        start_epoch = state["epoch"]
+        if console:
+            console.print(f"[yellow]resuming warm-up from epoch {start_epoch}[/]")
+    run.save_config(cfg)
+
+    base = {"kind": "cbp", "config": cfg.to_dict(), "classes": list(dataset.classes),
+            "streams": {"cbp": bank.metas["cbp"].to_dict()}, "dataset": str(Path(dataset_dir).resolve())}
+    epochs = cfg.train.warmup_epochs
+    done_now = 0
+    with training_progress(console, progress and console is not None) as bar:
+        task = bar.add_task("warm-up (CBP, MIL)", total=epochs, completed=start_epoch, status="", rate="")
+        for epoch in range(start_epoch, epochs):
+            t0, n = time.perf_counter(), [0]
+
+            def on_batch(loss, n=n):
+                n[0] += 1
+
+            loss = cbp_epoch(model, opt, bank, np_rng, cfg, on_batch)
+            dt = time.perf_counter() - t0
+            bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss:.4f}", rate=f"{n[0] / max(dt, 1e-9):.1f} it/s")
+            run.log({"stage": "warmup", "epoch": epoch + 1, "loss": loss, "seconds": dt})
+            wio.save_torch(last, {**base, "models": {"cbp": model.state_dict()}, "optim": opt.state_dict(),
+                                  "rng": rng_state(np_rng), "epoch": epoch + 1})
+            done_now += 1
+            if stop_after_epochs is not None and done_now >= stop_after_epochs and epoch + 1 < epochs:
+                return last
+    wio.save_torch(final, {**base, "models": {"cbp": model.state_dict()}, "epoch": epochs})
+    return final
