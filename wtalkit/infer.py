@@ -72,7 +72,7 @@ class Predictor:
 
             m = CBPBranch(self.metas["cbp"].dim, len(self.classes), self.cfg.cbp)
         else:
-            from wtalkit.models.vlp_io import build_vlp_from_checkpoint
+            from wtalkit.models.build import build_vlp_from_checkpoint
 
             m = build_vlp_from_checkpoint(self.ckpt, self.cfg, self.classes, device=self.device)
         m.load_state_dict(self.ckpt["models"][name], strict=name == "cbp")

@@ -88,7 +88,7 @@ def make_synthetic_dataset(out_dir, *, text_embeddings: np.ndarray, n_train: int
             T = max(1, int(np.floor(grid.to_snippet(v["duration"]))))
             centres = grid.to_seconds(np.arange(T) + 0.5)
             # --- cbp: per-video scene + noise, class direction strong on cores, weak elsewhere
-            scene = rng.standard_normal(cbp_dim) * 0.6
+            scene = rng.standard_normal(cbp_dim) * 0.1
             xc = scene + cbp_noise * rng.standard_normal((T, cbp_dim))
             # --- vlp: modality offset + noise, class-specific text direction over (and around) instances
             xv = 1.5 * image_offset + 0.5 * t_mean + vlp_noise * rng.standard_normal((T, D)) / np.sqrt(D) * 4

@@ -20,21 +20,30 @@ from wtalkit.config import CBPConfig
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block: x + MHSA(LN(x)); x + MLP(LN(x)). Padded frames are masked out as keys."""
+    """Pre-norm block: x + MHSA(LN(x)); x + MLP(LN(x)). Padded frames are masked out as keys.
+
+    Attention is ``scaled_dot_product_attention`` (fused kernels on CPU and GPU). There is no
+    dropout on the ``[T, T]`` attention weights: on CPU, sampling that mask costs more than the
+    attention itself; dropout acts on the residual branches instead.
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
         super().__init__()
+        self.heads = heads
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
-        h = self.norm1(x)
-        h, _ = self.attn(h, h, h, key_padding_mask=key_padding, need_weights=False)
-        x = x + self.drop(h)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        attn_mask = None if mask is None else mask[:, None, None, :]  # True = may attend
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = x + self.drop(self.proj(h.transpose(1, 2).reshape(B, T, D)))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -60,9 +69,8 @@ class CBPBranch(nn.Module):
         if mask is not None:
             h = h * mask[..., None]
         h = h + self.local(h.transpose(1, 2)).transpose(1, 2)
-        key_padding = None if mask is None else ~mask
         for blk in self.blocks:
-            h = blk(h, key_padding)
+            h = blk(h, mask)
         h = self.norm(h)
         logits = self.classifier(h)
         return {"logits": logits, "probs": torch.sigmoid(logits), "features": h}

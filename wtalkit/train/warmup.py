@@ -20,13 +20,10 @@ from wtalkit.config import Config
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
 from wtalkit.errors import WtalError
-from wtalkit.models.cbp import CBPBranch, mil_loss
+from wtalkit.models.build import build_cbp
+from wtalkit.models.cbp import mil_loss
 from wtalkit.train.progress import training_progress
 from wtalkit.train.run import Run, load_checkpoint, restore_rng, rng_state, seed_everything
-
-
-def build_cbp(cfg: Config, feat_dim: int, num_classes: int) -> CBPBranch:
-    return CBPBranch(feat_dim, num_classes, cfg.cbp)
 
 
 def make_optimizer(params, cfg: Config) -> torch.optim.Optimizer:

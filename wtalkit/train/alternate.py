@@ -1,0 +1,219 @@
+"""Alternate training (Ju et al., CVPR 2023): the distillation-collaboration loop.
+
+Starting from the warm-up CBP branch, each round runs
+
+* a **B step**: the CBP branch is frozen; its confident pseudo-labels
+  (mostly *background*: CBP has high true negatives) train the VLP branch
+  (prompt vectors + temporal transformer) with ``L_kd + λ·L_fb``;
+* an **F step**: the VLP branch is frozen; its confident pseudo-labels
+  (mostly *foreground*: VLP has high true positives) train the CBP branch with
+  its MIL classification loss plus ``L_kd + λ·L_fb``.
+
+Pseudo-labels are computed on the fly, on exactly the crop being trained,
+by the frozen branch in eval mode (:func:`wtalkit.pseudo.ternary_labels`).
+
+Ablation schedules (the paper's Tables 4-5): ``only-f`` (raw zero-shot VLP
+pseudo-labels train CBP; no B step), ``only-b`` (the warm CBP trains VLP; no F
+step; inference fuses both branches). ``loss.use_kd`` / ``loss.use_fb``
+switch the loss terms off.
+
+Resumable: a checkpoint with both branches, both optimizers and all RNG
+states is written after every epoch of every step, so an interrupted run
+continues where it stopped and ends bit-identical to an uninterrupted one
+(on CPU). ``RUN/round_K.pt`` holds each finished round, ``RUN/alternate.pt``
+the final model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wtalkit import io as wio
+from wtalkit.config import Config
+from wtalkit.data.features import Dataset
+from wtalkit.data.loader import FeatureBank
+from wtalkit.errors import WtalError
+from wtalkit.losses import distill_loss
+from wtalkit.models.build import build_cbp, build_vlp, prompt_names
+from wtalkit.models.cbp import mil_loss
+from wtalkit.pseudo import ternary_labels
+from wtalkit.train.progress import training_progress
+from wtalkit.train.run import Run, check_compatible, load_checkpoint, restore_rng, rng_state, seed_everything
+from wtalkit.train.warmup import make_optimizer
+
+
+def plan(cfg: Config) -> list:
+    """The flat list of ``(round, step, epoch)`` the schedule runs (what resuming indexes into)."""
+    steps = {"alternate": ("B", "F"), "only-b": ("B",), "only-f": ("F",)}[cfg.train.schedule]
+    out = []
+    for r in range(1, cfg.train.rounds + 1):
+        for s in steps:
+            n = cfg.train.b_epochs if s == "B" else cfg.train.f_epochs
+            out += [(r, s, e) for e in range(1, n + 1)]
+    return out
+
+
+def default_branch(cfg: Config) -> str:
+    """The branch inference reads after this schedule: CBP as in the paper, fused for only-B."""
+    return "fused" if cfg.train.schedule == "only-b" else "cbp"
+
+
+class RawVLP(torch.nn.Module):
+    """The untrained VLP: zero-shot CLIP with plain prompt templates (``cfg.vlp.templates``)."""
+
+    def __init__(self, clip_model, classes: list, templates: list):
+        super().__init__()
+        from wtalkit.clip_utils import encode_class_prompts
+
+        self.register_buffer("text", encode_class_prompts(clip_model, prompt_names(classes), templates).float())
+        self.scale = float(clip_model.logit_scale.exp())
+
+    def forward(self, vis, mask=None):
+        logits = self.scale * torch.nn.functional.normalize(vis, dim=-1) @ self.text.t()
+        return {"probs": logits.softmax(-1), "logits": logits, "features": vis}
+
+
+class Trainer:
+    """Holds both branches, their optimizers and the data for one alternate run."""
+
+    def __init__(self, dataset_dir, warm_ckpt: dict, cfg: Config, device="cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.dataset = Dataset(dataset_dir)
+        self.bank = FeatureBank(self.dataset, cfg.data.train_subset, ("cbp", "vlp"), require_labels=True)
+        check_compatible(warm_ckpt, self.dataset.classes, self.bank.metas, str(self.dataset.root))
+        classes = self.dataset.classes
+        self.cbp = build_cbp(cfg, self.bank.dim("cbp"), len(classes)).to(self.device)
+        self.cbp.load_state_dict(warm_ckpt["models"]["cbp"])
+        from wtalkit.clip_utils import load_clip
+
+        clip_model = load_clip(cfg.vlp.clip_model, device=self.device)
+        self.vlp = build_vlp(cfg, classes, self.bank.dim("vlp"), device=self.device, clip_model=clip_model).to(self.device)
+        self.raw_vlp = RawVLP(clip_model, classes, cfg.vlp.templates).to(self.device) if cfg.train.schedule == "only-f" else None
+        self.opt_cbp = make_optimizer(self.cbp.parameters(), cfg)
+        self.opt_vlp = make_optimizer([p for p in self.vlp.parameters() if p.requires_grad], cfg)
+        self.gen = torch.Generator().manual_seed(cfg.train.seed)
+
+    # -- one epoch of one step ---------------------------------------------------------------
+    def pseudo(self, teacher, x, mask, labels):
+        teacher.eval()
+        with torch.no_grad():
+            probs = teacher(x, mask)["probs"]
+        return ternary_labels(probs, labels, self.cfg.pseudo.delta_h, self.cfg.pseudo.delta_l)
+
+    def epoch(self, step: str, np_rng) -> dict:
+        cfg = self.cfg
+        if step == "B":
+            teacher, t_stream, student, s_stream, opt = self.cbp, "cbp", self.vlp, "vlp", self.opt_vlp
+        else:
+            teacher = self.raw_vlp if self.raw_vlp is not None else self.vlp
+            t_stream, student, s_stream, opt = "vlp", self.cbp, "cbp", self.opt_cbp
+        sums, n = {"loss": 0.0, "kd": 0.0, "fb": 0.0, "cls": 0.0}, 0
+        for batch in self.bank.batches(np_rng, cfg.data.num_segments, cfg.data.batch_size):
+            mask = batch["mask"].to(self.device)
+            labels = batch["labels"].to(self.device)
+            pseudo = self.pseudo(teacher, batch["x"][t_stream].to(self.device), mask, labels)
+            student.train()
+            out = student(batch["x"][s_stream].to(self.device), mask)
+            loss, parts = distill_loss(out["probs"], out["features"], pseudo, mask, cfg.loss, generator=self.gen)
+            if step == "F":  # CBP keeps its own classification objective
+                cls = mil_loss(self.cbp.video_logits(out["logits"], mask), labels)
+                loss = loss + cls
+                parts["cls"] = cls.item()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip)
+            opt.step()
+            sums["loss"] += loss.item()
+            for k, v in parts.items():
+                sums[k] += v
+            n += 1
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    # -- state -------------------------------------------------------------------------------
+    def models_state(self) -> dict:
+        return {"cbp": self.cbp.state_dict(), "vlp": self.vlp.state_dict()}
+
+    def full_state(self, np_rng) -> dict:
+        return {"models": self.models_state(), "optim": {"cbp": self.opt_cbp.state_dict(), "vlp": self.opt_vlp.state_dict()},
+                "rng": {**rng_state(np_rng), "gen": self.gen.get_state()}}
+
+    def load_state(self, state: dict, np_rng) -> None:
+        self.cbp.load_state_dict(state["models"]["cbp"])
+        self.vlp.load_state_dict(state["models"]["vlp"])
+        self.opt_cbp.load_state_dict(state["optim"]["cbp"])
+        self.opt_vlp.load_state_dict(state["optim"]["vlp"])
+        restore_rng(state["rng"], np_rng)
+        self.gen.set_state(state["rng"]["gen"])
+
+
+def train_alternate(dataset_dir, run_dir, cfg: Config, *, warmup_ckpt=None, overwrite: bool = False,
+                    console=None, progress: bool = True, evaluate=None, stop_after_epochs: int | None = None) -> Path:
+    """Run (or resume) alternate training; returns ``RUN/alternate.pt``.
+
+    ``warmup_ckpt``: the warm-up checkpoint (default ``RUN/warmup.pt``).
+    ``evaluate(ckpt_path) -> dict | None``: called after every round (the CLI passes one that
+    localizes the test split and returns mAP when it has ground truth).
+    ``stop_after_epochs``: stop after that many epochs in this call (tests simulate interruptions).
+    """
+    run = Run(run_dir)
+    final, last = run.file("alternate.pt"), run.last("alternate")
+    if final.exists() and not overwrite:
+        raise WtalError(f"{final} already exists; pass --overwrite to train again")
+    if overwrite:
+        final.unlink(missing_ok=True)
+        last.unlink(missing_ok=True)
+        for p in run.path.glob("round_*.pt"):
+            p.unlink()
+    warm_path = Path(warmup_ckpt) if warmup_ckpt else run.file("warmup.pt")
+    if not warm_path.exists():
+        raise WtalError(f"no warm-up checkpoint at {warm_path}; run 'wtalkit warmup' first (or pass --from)")
+    warm = load_checkpoint(warm_path)
+
+    np_rng = seed_everything(cfg.train.seed)
+    trainer = Trainer(dataset_dir, warm, cfg, device=cfg.train.device)
+    steps = plan(cfg)
+    pos = 0
+    if last.exists():
+        state = load_checkpoint(last)
+        if state["config"] != cfg.to_dict():
+            raise WtalError(f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite")
+        trainer.load_state(state, np_rng)
+        pos = state["position"]
+        if console:
+            console.print(f"[yellow]resuming alternate training at epoch {pos + 1} of {len(steps)}[/]")
+    run.save_config(cfg)
+    base = {"kind": "alternate", "config": cfg.to_dict(), "classes": list(trainer.dataset.classes),
+            "streams": {s: m.to_dict() for s, m in trainer.bank.metas.items()},
+            "dataset": str(Path(dataset_dir).resolve()), "default_branch": default_branch(cfg)}
+    done_now = 0
+    with training_progress(console, progress and console is not None) as bar:
+        task = bar.add_task(f"alternate ({cfg.train.schedule})", total=len(steps), completed=pos, status="", rate="")
+        while pos < len(steps):
+            rnd, step, ep = steps[pos]
+            t0 = time.perf_counter()
+            stats = trainer.epoch(step, np_rng)
+            dt = time.perf_counter() - t0
+            pos += 1
+            terms = " ".join(f"{k} {v:.4f}" for k, v in stats.items() if k != "loss")
+            bar.update(task, advance=1, status=f"round {rnd} {step} epoch {ep}: loss {stats['loss']:.4f} ({terms})",
+                       rate=f"{dt:.1f} s/epoch")
+            run.log({"stage": "alternate", "round": rnd, "step": step, "epoch": ep, **stats, "seconds": dt})
+            round_done = pos == len(steps) or steps[pos][0] != rnd
+            if round_done:
+                wio.save_torch(run.file(f"round_{rnd}.pt"), {**base, "models": trainer.models_state(), "round": rnd})
+            wio.save_torch(last, {**base, **trainer.full_state(np_rng), "position": pos})
+            if round_done and evaluate is not None:
+                row = evaluate(run.file(f"round_{rnd}.pt"))
+                if row is not None:
+                    run.log({"stage": "alternate-eval", "round": rnd, **row})
+            done_now += 1
+            if stop_after_epochs is not None and done_now >= stop_after_epochs and pos < len(steps):
+                return last
+    wio.save_torch(final, {**base, "models": trainer.models_state(), "round": cfg.train.rounds})
+    return final
