@@ -26,7 +26,7 @@ def make(clip_model, n_prompts=4, **kw):
 
 def test_prompt_free_text_features_reproduce_clip(clip_model):
     clip = _import_clip()
-    branch = make(clip_model, n_prompts=0)
+    branch = make(clip_model, n_prompts=0, background="")
     with torch.no_grad():
         ref = F.normalize(clip_model.encode_text(clip.tokenize(NAMES)), dim=-1)
         got = branch.text_features()
@@ -37,7 +37,7 @@ def test_prompt_free_text_features_reproduce_clip(clip_model):
 
 def test_prompted_text_features_match_manual_sequence(clip_model):
     clip = _import_clip()
-    branch = make(clip_model, n_prompts=5)  # 2 before the name, 3 after
+    branch = make(clip_model, n_prompts=5, background="")  # 2 before the name, 3 after
     prompts = branch.prompt.prompts.detach()
     manual = []
     with torch.no_grad():
@@ -69,7 +69,7 @@ def test_gradients_reach_prompts_and_temporal_not_clip(clip_model):
 
 
 def test_forward_shapes_probs_and_identity_start(clip_model):
-    branch = make(clip_model).eval()
+    branch = make(clip_model, background="").eval()
     vis = torch.randn(3, 10, 32)
     with torch.no_grad():
         out = branch(vis)
@@ -157,3 +157,15 @@ def test_device_moves_reach_clip(tmp_path):
     branch.to(torch.device("meta"))  # stands in for .cuda(): CLIP (unregistered) must follow
     assert clip_model.token_embedding.weight.device.type == "meta"
     assert branch.prompt.prompts.device.type == "meta" and branch.prompt.token_ids.device.type == "meta"
+
+
+def test_background_prompt_takes_part_in_softmax_but_is_not_reported(clip_model):
+    branch = make(clip_model, n_prompts=2).eval()
+    plain = make(clip_model, n_prompts=2, background="").eval()
+    vis = torch.randn(1, 6, 32)
+    with torch.no_grad():
+        out, ref = branch(vis), plain(vis)
+    assert out["probs"].shape == ref["probs"].shape == (1, 6, len(NAMES))
+    assert torch.all(out["probs"].sum(-1) < 1.0)  # the background column took some mass
+    torch.testing.assert_close(ref["probs"].sum(-1), torch.ones(1, 6))
+    assert branch.text_features().shape[0] == len(NAMES) + 1

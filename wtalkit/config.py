@@ -48,8 +48,10 @@ class VLPConfig:
     prompt_init_std: float = 0.01
     temporal_layers: int = 2
     temporal_heads: int = 8
+    temporal_window: int = 19  # local attention span in snippets, ActionFormer-style (0 = global)
     dropout: float = 0.1
     templates: list = field(default_factory=lambda: ["a video of a person doing {}."])  # raw (zero-shot) VLP
+    background: str = "background"  # a background prompt in the VLP softmax, never reported ("" disables)
 
 
 @dataclass

@@ -52,8 +52,9 @@ def _unit(x, axis=-1):
 def make_synthetic_dataset(out_dir, *, text_embeddings: np.ndarray, n_train: int = 60, n_test: int = 40,
                            cbp_dim: int = 128, grid: SnippetGrid = SnippetGrid(25.0, 16, 16),
                            min_duration: float = 30.0, max_duration: float = 600.0, seed: int = 0,
-                           core_fraction: float = 0.35, weak_cbp: float = 0.35, cbp_noise: float = 0.45,
-                           vlp_leak_seconds: float = 4.0, confusion: float = 0.6, vlp_noise: float = 0.9) -> Annotations:
+                           core_fraction: float = 0.35, weak_cbp: float = 0.35, cbp_noise: float = 0.35,
+                           vlp_leak_seconds: float = 4.0, confusion: float = 0.6, vlp_noise: float = 0.6,
+                           vlp_signal: float = 3.0) -> Annotations:
     """Write ``annotations.json`` and ``features/{cbp,vlp}`` under ``out_dir``.
 
     ``text_embeddings [C, D]``: the CLIP text embeddings of the classes' plain prompts (the VLP stream is
@@ -114,7 +115,7 @@ def make_synthetic_dataset(out_dir, *, text_embeddings: np.ndarray, n_train: int
                 strength_v[:, c] = np.maximum(strength_v[:, c], prof)
                 mix = confusion * rng.uniform(0.3, 1.0)
                 strength_v[:, lookalike[c]] = np.maximum(strength_v[:, lookalike[c]], mix * prof)
-            xv += strength_v @ t_spec * 1.2
+            xv += strength_v @ t_spec * vlp_signal
             labels = sorted({classes[c] for _, _, c in v["segments"]})
             if subset == "train":
                 segs = []

@@ -79,24 +79,38 @@ class CBPBranch(nn.Module):
         return topk_pool(logits, mask, self.topk_ratio)
 
 
-def topk_pool(logits: torch.Tensor, mask: torch.Tensor | None, ratio: int) -> torch.Tensor:
+def topk_pool(logits: torch.Tensor, mask: torch.Tensor | None, ratio: int, largest: bool = True) -> torch.Tensor:
     """Mean of the top ``k = max(1, T_valid // ratio)`` frame logits per class: ``[B, T, C] -> [B, C]``.
 
     Each video uses its own k from its number of valid frames; padded frames never count.
+    ``largest=False`` pools the bottom k instead.
     """
     B, T, C = logits.shape
     if mask is None:
         mask = torch.ones(B, T, dtype=torch.bool, device=logits.device)
     valid = mask.sum(1)  # [B]
     k = torch.clamp(valid // ratio, min=1)  # [B]
-    filled = logits.masked_fill(~mask[..., None], float("-inf"))
+    filled = logits.masked_fill(~mask[..., None], float("-inf") if largest else float("inf"))
     kmax = int(k.max())
-    top, _ = filled.topk(kmax, dim=1)  # [B, kmax, C]
+    top, _ = filled.topk(kmax, dim=1, largest=largest)  # [B, kmax, C]
     keep = (torch.arange(kmax, device=logits.device)[None, :] < k[:, None]).to(logits.dtype)  # [B, kmax]
     top = torch.where(keep[..., None] > 0, top, torch.zeros_like(top))
     return top.sum(1) / k[:, None].to(logits.dtype)
 
 
-def mil_loss(video_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The classification loss: BCE between sigmoid video scores and multi-hot video labels."""
-    return F.binary_cross_entropy_with_logits(video_logits, labels.to(video_logits.dtype))
+def mil_loss(logits: torch.Tensor, mask: torch.Tensor | None, labels: torch.Tensor, ratio: int) -> torch.Tensor:
+    """The classification loss on frame logits ``[B, T, C]`` with video labels ``[B, C]``.
+
+    * top-k MIL: BCE between the sigmoid of the top-k mean logit and the video label;
+    * bottom-k background term: for each class *present* in a video, the mean of its
+      bottom-k frame logits is pushed to 0 (BCE against 0). An untrimmed video always
+      has frames where its action is absent; without this term, sigmoid MIL leaves
+      background frames of positive videos near 0.5, and the CBP branch loses the
+      high true-negative rate the method relies on.
+    """
+    labels = labels.to(logits.dtype)
+    top = topk_pool(logits, mask, ratio)
+    cls = F.binary_cross_entropy_with_logits(top, labels)
+    bottom = topk_pool(logits, mask, ratio, largest=False)
+    bg = F.binary_cross_entropy_with_logits(bottom, torch.zeros_like(bottom), weight=labels, reduction="sum")
+    return cls + bg / labels.sum().clamp_min(1.0)

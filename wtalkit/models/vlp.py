@@ -85,10 +85,11 @@ class TemporalBlock(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, key_padding: torch.Tensor | None,
+                band: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm1(x)
         qk = h + pos
-        h, _ = self.attn(qk, qk, h, key_padding_mask=key_padding, need_weights=False)
+        h, _ = self.attn(qk, qk, h, key_padding_mask=key_padding, attn_mask=band, need_weights=False)
         x = x + self.drop(h)
         return x + self.drop(self.mlp(self.norm2(x)))
 
@@ -96,8 +97,9 @@ class TemporalBlock(nn.Module):
 class TemporalTransformer(nn.Module):
     """``Φ_temp``: ``[B, T, D] -> [B, T, D]``, the identity at initialisation."""
 
-    def __init__(self, dim: int, layers: int, heads: int, dropout: float):
+    def __init__(self, dim: int, layers: int, heads: int, dropout: float, window: int = 0):
         super().__init__()
+        self.window = window
         if layers > 0 and dim % heads != 0:
             raise WtalError(f"vlp.temporal_heads ({heads}) must divide the CLIP embedding dimension ({dim})")
         self.blocks = nn.ModuleList(TemporalBlock(dim, heads, dropout) for _ in range(layers))
@@ -110,8 +112,12 @@ class TemporalTransformer(nn.Module):
             # A fully padded sequence would make every attention row -inf (NaN); let it attend to itself.
             key_padding = ~mask & mask.any(dim=1, keepdim=True)
         pos = sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)[None]
+        band = None
+        if self.window > 0 and x.shape[1] > self.window:  # local attention (ActionFormer-style window)
+            idx = torch.arange(x.shape[1], device=x.device)
+            band = (idx[:, None] - idx[None, :]).abs() > self.window // 2  # True = may not attend
         for blk in self.blocks:
-            x = blk(x, pos, key_padding)
+            x = blk(x, pos, key_padding, band)
         return x
 
 
@@ -207,8 +213,14 @@ class VLPBranch(nn.Module):
         self.cfg = cfg
         self.classnames = list(classnames)
         self.embed_dim = embed
-        self.prompt = PromptTextEncoder(clip_model, self.classnames, cfg.n_prompts, cfg.prompt_init_std)
-        self.temporal = TemporalTransformer(embed, cfg.temporal_layers, cfg.temporal_heads, cfg.dropout)
+        # The background "class" (cfg.background, e.g. "background") is encoded with the same prompts and
+        # takes part in the softmax, but is never reported: it gives background frames somewhere to put
+        # their probability mass, so that "no action here" is representable (see forward).
+        self.has_background = bool(cfg.background)
+        names = self.classnames + ([cfg.background] if self.has_background else [])
+        self.prompt = PromptTextEncoder(clip_model, names, cfg.n_prompts, cfg.prompt_init_std)
+        self.temporal = TemporalTransformer(embed, cfg.temporal_layers, cfg.temporal_heads, cfg.dropout,
+                                            cfg.temporal_window)
         self._text_cache: tuple | None = None
 
     # -- CLIP bookkeeping ---------------------------------------------------
@@ -265,7 +277,10 @@ class VLPBranch(nn.Module):
         if text is None:
             text = self.text_features()
         logits = self.logit_scale.to(feats.dtype) * F.normalize(feats, dim=-1) @ text.to(feats.dtype).t()
-        return {"probs": logits.softmax(dim=-1), "logits": logits, "features": feats, "text": text}
+        probs = logits.softmax(dim=-1)
+        if self.has_background:  # drop the background column after the softmax (not renormalised)
+            probs, logits, text = probs[..., :-1], logits[..., :-1], text[:-1]
+        return {"probs": probs, "logits": logits, "features": feats, "text": text}
 
 
 def zero_shot_scores(clip_model, classnames: list, templates: list, vis, scale: float = 100.0) -> torch.Tensor:

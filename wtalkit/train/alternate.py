@@ -121,7 +121,7 @@ class Trainer:
             out = student(batch["x"][s_stream].to(self.device), mask)
             loss, parts = distill_loss(out["probs"], out["features"], pseudo, mask, cfg.loss, generator=self.gen)
             if step == "F":  # CBP keeps its own classification objective
-                cls = mil_loss(self.cbp.video_logits(out["logits"], mask), labels)
+                cls = mil_loss(out["logits"], mask, labels, self.cbp.topk_ratio)
                 loss = loss + cls
                 parts["cls"] = cls.item()
             opt.zero_grad(set_to_none=True)

@@ -36,7 +36,7 @@ def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None) ->
     losses = []
     for batch in bank.batches(rng, cfg.data.num_segments, cfg.data.batch_size):
         out = model(batch["x"]["cbp"], batch["mask"])
-        loss = mil_loss(model.video_logits(out["logits"], batch["mask"]), batch["labels"])
+        loss = mil_loss(out["logits"], batch["mask"], batch["labels"], model.topk_ratio)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:

@@ -1,0 +1,335 @@
+"""Video -> feature streams: the snippet grid, the decode/encode pipeline, whole datasets.
+
+One stream = one encoder on one snippet grid (:class:`StreamSpec`). For each
+stream a video is decoded once, on the stream's time grid, keeping only the
+grid frames the stream needs (the centre frame of each snippet for ``vlp``,
+every frame for ``cbp``). Decoding and preprocessing run in a background
+thread feeding a bounded queue, so they overlap with the network (which
+releases the GIL); the encoder works on batches under ``inference_mode``.
+
+Everything needed to rebuild a stream's encoder is in its backbone name, which
+is what ``meta.json`` (and so a checkpoint's stream metas) records::
+
+    clip:ViT-B/16           CLIP image embedding of each snippet's centre frame
+    clip:ViT-B/16@mean4     ... mean of 4 evenly spaced frames of each snippet
+    torchvision:r2plus1d_18 Kinetics-400 R(2+1)D-18 on the snippet's frames, pooled
+
+:func:`spec_from_meta` turns a :class:`~wtalkit.data.features.StreamMeta` back
+into a :class:`StreamSpec` (``weights`` maps a backbone to a local file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from wtalkit.data.features import StreamMeta
+from wtalkit.errors import WtalError
+from wtalkit.extract.video import VideoInfo, grid_length, iter_grid_frames, probe
+from wtalkit.timeaxis import SnippetGrid
+
+DEFAULT_CLIP = "ViT-B/16"
+DEFAULT_CBP = "r2plus1d_18"
+
+_MEAN_SUFFIX = re.compile(r"^(?P<enc>.+)@mean(?P<k>\d+)$")
+
+
+# --------------------------------------------------------------------------- stream specs
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What one feature stream is: an encoder and the snippet grid it runs on.
+
+    ``encoder``: ``clip:NAME_OR_PATH`` or ``torchvision:ARCH``.
+    ``frames_per_snippet`` (CLIP only): 1 = the snippet's centre frame, k > 1 =
+    the mean of the embeddings of k evenly spaced frames of the snippet.
+    ``weights``: a local file to load instead of the backbone's standard weights.
+    """
+
+    encoder: str
+    fps: float = 25.0
+    snippet_length: int = 16
+    snippet_stride: int = 16
+    frames_per_snippet: int = 1
+    weights: str | None = None
+
+    def __post_init__(self):
+        if not (self.encoder.startswith("clip:") or self.encoder.startswith("torchvision:")):
+            raise WtalError(f"unknown feature encoder '{self.encoder}' (expected clip:MODEL or torchvision:ARCH)")
+        if not (self.fps > 0) or self.snippet_length < 1 or self.snippet_stride < 1:
+            raise WtalError("fps, snippet length and snippet stride must be positive")
+        if self.frames_per_snippet < 1 or self.frames_per_snippet > self.snippet_length:
+            raise WtalError(f"frames per snippet must be between 1 and the snippet length ({self.snippet_length}), "
+                            f"got {self.frames_per_snippet}")
+        if self.kind == "torchvision" and self.frames_per_snippet != 1:
+            raise WtalError("frames per snippet only applies to CLIP streams (video models see the whole snippet)")
+
+    @property
+    def kind(self) -> str:
+        return self.encoder.split(":", 1)[0]
+
+    @property
+    def backbone(self) -> str:
+        """The name recorded in ``meta.json``: encoder plus ``@meanK`` when k > 1."""
+        return self.encoder + (f"@mean{self.frames_per_snippet}" if self.frames_per_snippet > 1 else "")
+
+    @property
+    def grid(self) -> SnippetGrid:
+        return SnippetGrid(self.fps, self.snippet_length, self.snippet_stride)
+
+    def meta(self, dim: int) -> StreamMeta:
+        return StreamMeta(self.backbone, int(dim), float(self.fps), self.snippet_length, self.snippet_stride)
+
+
+def vlp_spec(clip: str = DEFAULT_CLIP, frames_per_snippet: int = 1, fps: float = 25.0,
+             snippet_length: int = 16, snippet_stride: int = 16, weights=None) -> StreamSpec:
+    """The ``vlp`` stream: CLIP image embeddings (``clip`` is a clip-anytorch name or a checkpoint path)."""
+    from wtalkit.extract.encoders import clip_backbone_name
+
+    return StreamSpec(clip_backbone_name(clip), fps, snippet_length, snippet_stride, frames_per_snippet,
+                      str(weights) if weights else None)
+
+
+def cbp_spec(backbone: str = DEFAULT_CBP, weights=None, fps: float = 25.0,
+             snippet_length: int = 16, snippet_stride: int = 16) -> StreamSpec:
+    """The ``cbp`` stream: a Kinetics-400 torchvision video classifier pooled per snippet."""
+    from wtalkit.extract.encoders import VIDEO_ARCHS
+
+    arch = backbone[len("torchvision:"):] if backbone.startswith("torchvision:") else backbone
+    if arch not in VIDEO_ARCHS:
+        raise WtalError(f"unknown CBP backbone '{backbone}' (choose from {', '.join(VIDEO_ARCHS)})")
+    return StreamSpec(f"torchvision:{arch}", fps, snippet_length, snippet_stride, 1,
+                      str(weights) if weights else None)
+
+
+def parse_backbone(backbone: str) -> tuple[str, int]:
+    """``"clip:ViT-B/16@mean4"`` -> ``("clip:ViT-B/16", 4)``; no suffix -> k = 1."""
+    m = _MEAN_SUFFIX.match(backbone)
+    if m:
+        return m.group("enc"), int(m.group("k"))
+    return backbone, 1
+
+
+def spec_from_meta(meta: StreamMeta, weights: dict | None = None) -> StreamSpec:
+    """Rebuild the :class:`StreamSpec` that produced a stream, from its ``meta.json`` / checkpoint meta.
+
+    ``weights`` maps a backbone (``"clip:ViT-B/16"``, ``"torchvision:r2plus1d_18"``;
+    the full name with ``@meanK`` works too) to a local weights file to use instead
+    of the standard one. Raises WtalError for backbones no wtalkit encoder made
+    (e.g. features computed elsewhere with I3D).
+    """
+    encoder, k = parse_backbone(meta.backbone)
+    if not (encoder.startswith("clip:") or encoder.startswith("torchvision:")):
+        raise WtalError(f"stream backbone '{meta.backbone}' was not made by wtalkit extract "
+                        f"(expected clip:MODEL or torchvision:ARCH); extract features for this video with the same tool")
+    w = None
+    if weights:
+        w = weights.get(meta.backbone) or weights.get(encoder)
+    return StreamSpec(encoder, float(meta.fps), int(meta.snippet_length), int(meta.snippet_stride), k,
+                      str(w) if w else None)
+
+
+def build_encoder(spec: StreamSpec, device="cpu", precision: str = "auto"):
+    """The encoder object for a stream (loads the weights)."""
+    from wtalkit.extract.encoders import ClipImageEncoder, VideoClassifierEncoder
+
+    if spec.kind == "clip":
+        return ClipImageEncoder(spec.encoder, device=device, precision=precision, weights=spec.weights)
+    return VideoClassifierEncoder(spec.encoder, device=device, precision=precision, weights=spec.weights)
+
+
+# --------------------------------------------------------------------------- background decoding
+
+
+class _Stop(Exception):
+    pass
+
+
+def prefetch(iterable: Iterable, depth: int = 2, threads: int = 1) -> Iterator:
+    """Iterate ``iterable`` in a background thread through a queue of ``depth`` items.
+
+    Decoding (decord) and torch preprocessing release the GIL, so the producer
+    really runs beside the encoder. Exceptions are re-raised in the consumer;
+    if the consumer stops early the producer is told to stop and joined.
+    ``threads``: torch intra-op threads for the producer's own torch work.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stop
+
+    def producer():
+        import torch
+
+        # One intra-op thread here: the encoder's kernels own the cores, and two
+        # OpenMP teams spinning on the same cores slow both down. (The setting
+        # is per thread; restoring it leaves the default for new threads as it was.)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for item in iterable:
+                put((None, item))
+            put((None, done))
+        except _Stop:
+            pass
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            try:
+                put((e, None))
+            except _Stop:
+                pass
+        finally:
+            torch.set_num_threads(previous)
+
+    t = threading.Thread(target=producer, name="wtalkit-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            err, item = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+# --------------------------------------------------------------------------- one video
+
+
+def num_snippets(info: VideoInfo, spec: StreamSpec) -> int:
+    """T: whole snippets of the stream's grid in the video."""
+    return spec.grid.num_snippets(grid_length(info, spec.fps))
+
+
+def _check_length(path, info: VideoInfo, spec: StreamSpec) -> int:
+    t = num_snippets(info, spec)
+    if t == 0:
+        need = spec.snippet_length / spec.fps
+        raise WtalError(f"{path}: shorter than one snippet ({info.duration:.2f} s < {need:.2f} s)")
+    return t
+
+
+def _extract_clip(path, info, spec, enc, T, batch, advance):
+    grid = spec.grid
+    idx = grid.frame_indices(np.arange(T), spec.frames_per_snippet)  # [T, k] grid frames
+    uniq = np.unique(idx)
+    emb = np.zeros((len(uniq), enc.dim), np.float32)
+    frames_iter = iter_grid_frames(path, spec.fps, batch=batch, indices=uniq, size=enc.decode_size, info=info)
+    pos, covered = 0, 0
+    with contextlib.closing(prefetch((g, enc.preprocess(f)) for g, f in frames_iter)) as batches:
+        for g, x in batches:
+            emb[pos:pos + len(g)] = enc.encode_preprocessed(x)
+            pos += len(g)
+            new = int(min(grid_length(info, spec.fps), g[-1] + 1))  # grid frames covered so far
+            advance(new - covered)
+            covered = new
+    if pos != len(uniq):
+        raise WtalError(f"{path}: decoded {pos} of {len(uniq)} frames")
+    advance(grid_length(info, spec.fps) - covered)  # the tail after the last centre frame
+    feats = emb[np.searchsorted(uniq, idx)]  # [T, k, D]
+    return feats.mean(1) if feats.shape[1] > 1 else feats[:, 0]
+
+
+def _extract_clips(path, info, spec, enc, T, batch, advance):
+    """Video classifier: each snippet's ``length`` grid frames are one clip."""
+    import torch
+
+    L, stride = spec.snippet_length, spec.snippet_stride
+    starts = np.arange(T) * stride
+    needed = np.unique((starts[:, None] + np.arange(L)[None]).ravel())
+    per_batch = max(1, batch // L)  # snippets per forward pass
+    out = np.zeros((T, enc.dim), np.float32)
+    buf_idx = np.zeros(0, np.int64)
+    buf = None
+    k = 0  # next snippet to encode
+    covered = 0
+    frames_iter = iter_grid_frames(path, spec.fps, batch=max(batch, L), indices=needed, size=enc.decode_size, info=info)
+    with contextlib.closing(prefetch((g, enc.preprocess(f)) for g, f in frames_iter)) as batches:
+        for g, x in batches:
+            buf_idx = np.concatenate([buf_idx, g])
+            buf = x if buf is None else torch.cat([buf, x])
+            last = int(buf_idx[-1])
+            ready = 0  # snippets whose last frame has been decoded
+            while k + ready < T and starts[k + ready] + L - 1 <= last:
+                ready += 1
+            while ready >= per_batch or (ready > 0 and k + ready == T):
+                n = min(ready, per_batch)
+                sel = np.searchsorted(buf_idx, starts[k:k + n, None] + np.arange(L)[None])  # [n, L]
+                clips = buf[torch.from_numpy(sel.ravel())].reshape(n, L, *buf.shape[1:])
+                out[k:k + n] = enc.encode_preprocessed(clips)
+                k += n
+                ready -= n
+                new = int(starts[k - 1] + stride) if k < T else grid_length(info, spec.fps)
+                advance(new - covered)
+                covered = new
+            if k < T:  # drop frames no later snippet uses
+                keep = buf_idx >= starts[k]
+                buf_idx, buf = buf_idx[keep], buf[torch.from_numpy(keep)]
+    if k != T:
+        raise WtalError(f"{path}: decoded frames for {k} of {T} snippets")
+    advance(grid_length(info, spec.fps) - covered)
+    return out
+
+
+def extract_video(path, streams: dict, device="cpu", precision: str = "auto", encoders: dict | None = None,
+                  batch: int = 32, progress: Callable[[float], None] | None = None,
+                  info: VideoInfo | None = None) -> dict:
+    """Features ``{stream name: float32 [T, D]}`` of one video.
+
+    ``streams``: ``{name: StreamSpec}``. ``encoders``: already built encoders by
+    stream name (built here when missing, e.g. for a single video in
+    ``wtalkit localize``). ``batch``: frames per forward pass. ``progress`` is
+    called with increments of video (grid) frames processed, divided evenly
+    between the streams. Raises WtalError (one line) if the video cannot be
+    decoded or is shorter than one snippet.
+    """
+    import torch
+
+    path = Path(path)
+    info = probe(path) if info is None else info
+    sizes = {name: _check_length(path, info, spec) for name, spec in streams.items()}
+    encoders = dict(encoders or {})
+    share = 1.0 / max(1, len(streams))
+
+    def advance(n):
+        if progress is not None and n > 0:
+            progress(n * share)
+
+    out = {}
+    with torch.inference_mode():
+        for name, spec in streams.items():
+            enc = encoders.get(name) or build_encoder(spec, device, precision)
+            encoders[name] = enc
+            fn = _extract_clip if spec.kind == "clip" else _extract_clips
+            feats = fn(path, info, spec, enc, sizes[name], batch, advance)
+            if not np.isfinite(feats).all():
+                raise WtalError(f"{path}: the '{name}' encoder produced NaN or infinite features")
+            out[name] = feats.astype(np.float32, copy=False)
+    return out
+
+
+def extract_dataset(videos, out_dir, streams: dict, overwrite: bool = False, workers: int = 1,
+                    device="cpu", precision: str = "auto", subset: str = "test", progress=None):
+    """Extract ``streams`` for many videos into a dataset folder (see :func:`wtalkit.extract.dataset.extract_dataset`)."""
+    from wtalkit.extract.dataset import extract_dataset as _extract_dataset
+
+    return _extract_dataset(videos, out_dir, streams, overwrite=overwrite, workers=workers, device=device,
+                            precision=precision, subset=subset, progress=progress)

@@ -1,0 +1,231 @@
+"""Causal per-frame scorers for open-vocabulary online action detection.
+
+A :class:`Scorer` holds the state of ONE stream. Frames arrive one at a time
+(``step``) or in chunks (``step_many``, the same computation vectorised); the
+score of frame ``t`` depends only on frames ``0..t`` -- nothing looks ahead, so
+cutting a stream after frame ``t`` leaves every score up to ``t`` unchanged.
+
+The CLIP baselines of OV-OAD (Zhao et al., NeurIPS 2024) are zero-shot: a frame
+representation is compared by cosine similarity with the class-prompt text
+embeddings, and ``softmax(100 * cos)`` is taken over the K classes plus one
+background prompt (always the last column). They differ only in the visual
+query:
+
+* ``clip-frame``  (CLIP-I):  the current frame embedding;
+* ``clip-window`` (CLIP-II): the mean of the last ``window`` frame embeddings;
+* ``clip-ema``:              an exponential moving average of frame embeddings.
+
+Every frame embedding is L2-normalised before it is pooled, so frames weigh
+equally whatever their norm, and the pooled query is normalised again (CLIP's
+cosine similarity).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import numpy as np
+
+from wtalkit.errors import WtalError
+
+DEFAULT_TEMPLATES = ("A photo of action {}.",)
+DEFAULT_BACKGROUND = "background"
+LOGIT_SCALE = 100.0  # CLIP's learned temperature, fixed at its trained value for zero-shot scoring
+MODELS = ("clip-frame", "clip-window", "clip-ema", "ovoad")
+
+
+def _l2n(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def prompt_name(name: str) -> str:
+    """The words a class name stands for in a prompt: ``CliffDiving`` / ``cliff_diving`` -> ``cliff diving``.
+
+    Names already written in words are kept as they are; the reported class
+    key is always the name the user gave.
+    """
+    if " " in name.strip():
+        return name.strip()
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ").replace("-", " "))
+    return " ".join(words.split()).lower() if words != name else name
+
+
+def text_classifier(clip_model, classnames: list, templates: list, background: str) -> np.ndarray:
+    """Normalised text embeddings ``[K+1, D]`` of the classes and (last) the background prompt.
+
+    Each row is the normalised mean of its template embeddings (CLIP prompt
+    ensembling); the background prompt goes through the same templates.
+    """
+    from wtalkit.clip_utils import encode_class_prompts
+
+    names = [prompt_name(c) for c in classnames] + [background]
+    return encode_class_prompts(clip_model, names, list(templates)).cpu().numpy().astype(np.float32)
+
+
+class Scorer:
+    """One stream's online scorer: probabilities over the K classes + background (last)."""
+
+    num_classes: int  # K, without the background
+
+    def reset(self) -> None:
+        """Forget the stream seen so far (start a new video)."""
+        raise NotImplementedError
+
+    def step(self, emb: np.ndarray) -> np.ndarray:
+        """Score one new frame embedding ``[D]``; returns ``[K+1]`` probabilities."""
+        return self.step_many(np.asarray(emb)[None])[0]
+
+    def step_many(self, embs: np.ndarray) -> np.ndarray:
+        """Score ``n`` consecutive new frames ``[n, D]`` -> ``[n, K+1]``; same as ``n`` calls of ``step``."""
+        return np.stack([self.step(e) for e in np.asarray(embs)]) if len(embs) else np.zeros((0, self.num_classes + 1), np.float32)
+
+
+class ClipScorer(Scorer):
+    """Zero-shot CLIP scoring of a causally pooled visual query (base of the three baselines)."""
+
+    def __init__(self, text_emb: np.ndarray, logit_scale: float = LOGIT_SCALE):
+        # Scoring runs in float64: with the x100 temperature, float32 rounding that depends on
+        # the batch shape would otherwise make chunked and frame-by-frame scores differ.
+        self.text = np.asarray(text_emb, dtype=np.float64)  # [K+1, D], normalised rows
+        self.num_classes = self.text.shape[0] - 1
+        self.dim = self.text.shape[1]
+        self.logit_scale = float(logit_scale)
+        self.reset()
+
+    def reset(self) -> None:
+        pass
+
+    def _queries(self, embs: np.ndarray) -> np.ndarray:
+        """The pooled (unnormalised) query of each new frame, updating the state."""
+        raise NotImplementedError
+
+    def step_many(self, embs: np.ndarray) -> np.ndarray:
+        embs = np.asarray(embs, dtype=np.float64)
+        if embs.ndim != 2 or embs.shape[1] != self.dim:
+            raise WtalError(f"frame embeddings must be [n, {self.dim}], got {list(embs.shape)}")
+        if len(embs) == 0:
+            return np.zeros((0, self.num_classes + 1), np.float32)
+        q = _l2n(self._queries(_l2n(embs)))
+        return softmax(self.logit_scale * (q @ self.text.T)).astype(np.float32)
+
+
+class ClipFrameScorer(ClipScorer):
+    """CLIP-I: the current frame alone."""
+
+    def _queries(self, embs):
+        return embs
+
+
+class ClipWindowScorer(ClipScorer):
+    """CLIP-II: the mean of the last ``window`` frames (fewer at the start of the stream)."""
+
+    def __init__(self, text_emb, window: int = 8, logit_scale: float = LOGIT_SCALE):
+        if int(window) < 1:
+            raise WtalError(f"--window must be >= 1, got {window}")
+        self.window = int(window)
+        super().__init__(text_emb, logit_scale)
+
+    def reset(self) -> None:
+        self._hist = np.zeros((0, self.dim))  # the last window-1 normalised frames
+
+    def _queries(self, embs):
+        n, w = len(embs), self.window
+        seq = np.concatenate([self._hist, embs])  # history then the new frames
+        # Zero rows in front make every frame's window full-length; zeros do not change
+        # the sum, and the query is renormalised, so sum == mean for scoring.
+        pad = np.zeros((w - 1, self.dim))
+        full = np.concatenate([pad, seq])
+        csum = np.lib.stride_tricks.sliding_window_view(full, w, axis=0).sum(-1)  # [len(seq), D]
+        self._hist = seq[-(w - 1):] if w > 1 else seq[:0]
+        return csum[-n:]
+
+
+class ClipEMAScorer(ClipScorer):
+    """Exponential moving average of the frame embeddings: ``m_t = a e_t + (1 - a) m_{t-1}``, ``m_0 = e_0``."""
+
+    def __init__(self, text_emb, alpha: float = 0.3, logit_scale: float = LOGIT_SCALE):
+        if not (0.0 < float(alpha) <= 1.0):
+            raise WtalError(f"--ema-alpha must be in (0, 1], got {alpha}")
+        self.alpha = float(alpha)
+        super().__init__(text_emb, logit_scale)
+
+    def reset(self) -> None:
+        self._m = None
+
+    def _queries(self, embs):
+        out = np.empty_like(embs)
+        m, a = self._m, self.alpha
+        for i, e in enumerate(embs):  # a recurrence: sequential by nature, cheap (one D-vector per frame)
+            m = e.copy() if m is None else a * e + (1.0 - a) * m
+            out[i] = m
+        self._m = m
+        return out
+
+
+def _ovoad_builder():
+    """``wtalkit.models.ovoad.build_ovoad_scorer``, imported only when the model is asked for."""
+    try:
+        mod = importlib.import_module("wtalkit.models.ovoad")
+    except ModuleNotFoundError as e:
+        why = "" if e.name == "wtalkit.models.ovoad" else f" (missing module '{e.name}')"
+        raise WtalError(f"the ovoad model is not available{why}") from None
+    fn = getattr(mod, "build_ovoad_scorer", None)
+    if fn is None:
+        raise WtalError("the ovoad model is not available")
+    return fn
+
+
+def build_scorer(name: str, clip_model, classnames: list, templates: list, background: str, **options) -> Scorer:
+    """The scorer ``name`` for these classes.
+
+    ``templates`` may be empty: the CLIP baselines then use
+    :data:`DEFAULT_TEMPLATES`, an ovoad checkpoint its own training templates.
+    Options: ``window`` (clip-window, default 8), ``ema_alpha`` (clip-ema,
+    default 0.3), ``checkpoint`` (ovoad, required), ``logit_scale`` (CLIP
+    baselines, default 100). Unknown or misplaced options are rejected.
+    """
+    classnames = list(classnames)
+    templates = list(templates or [])
+    _check_classes(classnames, background)
+    options = {k: v for k, v in options.items() if v is not None}
+    allowed = {"clip-frame": {"logit_scale"}, "clip-window": {"window", "logit_scale"},
+               "clip-ema": {"ema_alpha", "logit_scale"}, "ovoad": {"checkpoint"}}
+    if name not in allowed:
+        raise WtalError(f"unknown online model '{name}' (choose from {', '.join(MODELS)})")
+    extra = sorted(set(options) - allowed[name])
+    if extra:
+        raise WtalError(f"option '{extra[0]}' does not apply to --model {name}")
+    if name == "ovoad":
+        if not options.get("checkpoint"):
+            raise WtalError("--model ovoad needs --checkpoint PATH")
+        return _ovoad_builder()(options["checkpoint"], clip_model, classnames, templates, background)
+    text = text_classifier(clip_model, classnames, templates or list(DEFAULT_TEMPLATES), background)
+    scale = options.get("logit_scale", LOGIT_SCALE)
+    if name == "clip-frame":
+        return ClipFrameScorer(text, scale)
+    if name == "clip-window":
+        return ClipWindowScorer(text, options.get("window", 8), scale)
+    return ClipEMAScorer(text, options.get("ema_alpha", 0.3), scale)
+
+
+def _check_classes(classnames: list, background: str) -> None:
+    if not classnames:
+        raise WtalError("no classes given (use --classes 'a, b, ...' or --classes-file FILE)")
+    seen = set()
+    for c in classnames:
+        if not isinstance(c, str) or not c.strip():
+            raise WtalError("class names must be non-empty strings")
+        if c in seen:
+            raise WtalError(f"class '{c}' is given twice")
+        seen.add(c)
+    if not background or not background.strip():
+        raise WtalError("the background prompt must be a non-empty string")
+    if background in seen:
+        raise WtalError(f"the background prompt '{background}' is also a class name")

@@ -1,0 +1,87 @@
+"""Frame scores and confident pseudo-labels of a branch over a dataset split.
+
+``branch``: ``cbp`` / ``vlp`` (the trained branches of a run) or ``raw-vlp``
+(zero-shot CLIP with plain prompt templates, no training: the only-F teacher
+and the paper's "raw VLP" row). Pseudo-labels use the video-level labels of
+the annotations (``wtalkit.pseudo.ternary_labels``); where ground-truth
+segments exist, the paper's Table-3 metrics (FG/BG mIoU) are computed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wtalkit.data.features import Dataset
+from wtalkit.data.loader import multi_hot
+from wtalkit.errors import WtalError
+from wtalkit.models.cbp import topk_pool
+from wtalkit.pseudo import FBIoU, gt_foreground, pseudo_meta, save_pseudo_labels, ternary_labels
+from wtalkit.train.run import check_compatible, checkpoint_config, load_checkpoint, resolve_checkpoint
+
+BRANCHES = ("cbp", "vlp", "raw-vlp")
+
+
+class RawVLPScorer:
+    """Zero-shot CLIP frame scores: ``softmax(logit_scale · cos(F_vis, prompt(class)))``."""
+
+    def __init__(self, clip_spec: str, classes: list, templates: list, device="cpu"):
+        from wtalkit.clip_utils import load_clip
+        from wtalkit.train.alternate import RawVLP
+
+        self.model = RawVLP(load_clip(clip_spec, device=device), classes, templates).to(device)
+        self.device = device
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(x).to(self.device)[None])["probs"][0].cpu().numpy()
+
+
+def branch_scores(run, dataset_dir, branch: str, subset: str | None, templates=None, device="cpu", cfg=None) -> dict:
+    """``{video: (frame_probs [T, C], video_scores [C])}`` of one branch on a split."""
+    if branch not in BRANCHES:
+        raise WtalError(f"unknown branch '{branch}'; choose from {', '.join(BRANCHES)}")
+    ds = Dataset(dataset_dir)
+    ckpt_path = resolve_checkpoint(run)
+    cfg = cfg or checkpoint_config(load_checkpoint(ckpt_path))
+    stream = "cbp" if branch == "cbp" else "vlp"
+    out = {}
+    if branch == "raw-vlp":
+        scorer = RawVLPScorer(cfg.vlp.clip_model, ds.classes, list(templates or cfg.vlp.templates), device)
+        for v in ds.videos(subset, stream="vlp"):
+            p = scorer(ds.stream("vlp").load(v.name))
+            out[v.name] = (p, topk_pool(torch.from_numpy(p)[None], None, cfg.cbp.topk_ratio)[0].numpy())
+        return out
+    from wtalkit.infer import Predictor
+
+    pred = Predictor(ckpt_path, branch=branch, device=device, cfg=cfg)
+    check_compatible(pred.ckpt, ds.classes, {stream: ds.stream(stream).meta}, str(ds.root))
+    for v in ds.videos(subset, stream=stream):
+        out[v.name] = pred.branch_scores(branch, ds.stream(stream).load(v.name))
+    return out
+
+
+def pseudo_labels(run, dataset_dir, branch: str, subset: str | None, out_dir=None, templates=None,
+                  device="cpu") -> tuple[dict, dict | None]:
+    """Ternary pseudo-labels of a split (written to ``out_dir`` when given) and Table-3 metrics (or None)."""
+    ds = Dataset(dataset_dir)
+    cfg = checkpoint_config(load_checkpoint(resolve_checkpoint(run)))
+    scores = branch_scores(run, dataset_dir, branch, subset, templates, device, cfg)
+    cidx = ds.annotations.class_index()
+    stream = "cbp" if branch == "cbp" else "vlp"
+    grid = ds.stream(stream).meta.grid
+    labels, acc = {}, FBIoU()
+    for name, (probs, _) in scores.items():
+        v = ds.annotations.videos[name]
+        if not v.labels:
+            continue  # no video-level labels: nothing is confident
+        labels[name] = ternary_labels(probs, multi_hot(v.labels, cidx), cfg.pseudo.delta_h, cfg.pseudo.delta_l)
+        if v.segments:
+            acc.update(labels[name], gt_foreground(v, grid, len(probs)))
+    if not labels:
+        raise WtalError(f"no video of subset '{subset}' has video-level labels to make pseudo-labels from")
+    if out_dir is not None:
+        save_pseudo_labels(Path(out_dir), labels, pseudo_meta(ds.classes, branch, cfg.pseudo.delta_h, cfg.pseudo.delta_l, grid))
+    return labels, (acc.compute() if acc.frames else None)
