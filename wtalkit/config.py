@@ -82,6 +82,7 @@ class TrainConfig:
     b_epochs: int = 5  # epochs of VLP training per B step
     f_epochs: int = 5  # epochs of CBP training per F step
     schedule: str = "alternate"  # alternate | only-b | only-f
+    complementary: bool = False  # true: B step distils only CBP's confident background, F step only VLP's foreground
     fuse: str = "avg"  # only-b: how CBP and VLP scores are fused at inference (avg | weighted)
     fuse_weight: float = 0.5  # weight of CBP for fuse=weighted
     seed: int = 0

@@ -109,17 +109,14 @@ def fb_loss(features: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor | N
 
 def distill_loss(probs: torch.Tensor, features: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor | None,
                  cfg: LossConfig | None = None, generator: torch.Generator | None = None,
-                 kd_classes: torch.Tensor | None = None) -> tuple:
+                 kd_keep: int | None = None) -> tuple:
     """``L = L_kd + λ·L_fb`` from the other branch's pseudo-labels.
 
     ``cfg.use_kd`` / ``cfg.use_fb`` switch the terms off (the ``--no-kd`` /
     ``--no-fb`` ablations), ``λ = cfg.lambda_fb`` (0.05), ``τ = cfg.tau``.
-    ``kd_classes [B, C]`` (bool), when given, restricts ``L_kd`` to those
-    classes of each video. The VLP student needs this: its probabilities are
-    a softmax over classes, so the teacher's trivial zeros for the classes
-    *absent* from a video (known from the video labels alone) would push
-    every frame's mass onto the present classes, background frames included,
-    the opposite of what the B step is for. ``L_fb`` always sees all labels.
+    ``kd_keep`` (1 or 0), when given, distils only the teacher's confident
+    entries of that value (the others count as uncertain for ``L_kd``); ``L_fb``
+    always sees every confident frame, since it needs foreground *and* background.
     Returns ``(total, {"kd": float, "fb": float})``, the unweighted values
     for logging (0.0 for a disabled term).
     """
@@ -127,10 +124,7 @@ def distill_loss(probs: torch.Tensor, features: torch.Tensor, pseudo: torch.Tens
     total = probs.sum() * 0.0
     parts = {"kd": 0.0, "fb": 0.0}
     if cfg.use_kd:
-        kd_pseudo = pseudo
-        if kd_classes is not None:
-            keep = kd_classes.bool().unsqueeze(-2)  # [B, 1, C]
-            kd_pseudo = torch.where(keep, pseudo, torch.full_like(pseudo, -1))
+        kd_pseudo = pseudo if kd_keep is None else torch.where(pseudo == kd_keep, pseudo, torch.full_like(pseudo, -1))
         kd = kd_loss(probs, kd_pseudo, mask)
         total = total + kd
         parts["kd"] = float(kd.detach())

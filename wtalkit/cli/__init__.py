@@ -18,7 +18,7 @@ def _register():
     # Each module defines one or more commands and adds them to ``cli``.
     import importlib
 
-    for mod in ("train", "localize", "online", "score", "importer", "extract", "train_online"):
+    for mod in ("train", "localize", "online", "score", "importer", "extract", "train_online", "demo"):
         importlib.import_module(f"wtalkit.cli.{mod}").register(cli)
 
 

@@ -15,7 +15,10 @@ err_console = Console(stderr=True)
 
 
 def out_console() -> Console:
-    return Console()
+    """Rich console on stdout; wide enough for the mAP tables when piped to a file."""
+    import sys
+
+    return Console(width=None if sys.stdout.isatty() else 150)
 
 
 class WtalGroup(click.Group):

@@ -50,7 +50,7 @@ def register(cli):
     @click.option("--snippet-stride", type=int, default=None, help="Frames between snippets [default: 16 or meta.json].")
     @click.option("--subset", default="test", show_default=True, help="Subset of the videos added to annotations.json.")
     @click.option("--overwrite", is_flag=True, help="Re-extract videos that already have all their features.")
-    @click.option("--workers", type=int, default=1, show_default=True, help="Videos processed at once (processes).")
+    @click.option("--workers", type=int, default=1, show_default=True, help="Videos processed at once (threads sharing the models).")
     @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto (cuda if present).")
     @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
                   show_default=True, help="auto: bf16 where supported, checked against fp32 on the first batch.")

@@ -119,7 +119,11 @@ class Trainer:
             pseudo = self.pseudo(teacher, batch["x"][t_stream].to(self.device), mask, labels)
             student.train()
             out = student(batch["x"][s_stream].to(self.device), mask)
-            loss, parts = distill_loss(out["probs"], out["features"], pseudo, mask, cfg.loss, generator=self.gen)
+            # complementary distillation: the B step takes CBP's confident background (0) entries, the
+            # F step VLP's confident foreground (1) entries; each branch passes on what it is reliable at
+            kd_keep = (0 if step == "B" else 1) if cfg.train.complementary else None
+            loss, parts = distill_loss(out["probs"], out["features"], pseudo, mask, cfg.loss, generator=self.gen,
+                                       kd_keep=kd_keep)
             if step == "F":  # CBP keeps its own classification objective
                 cls = mil_loss(out["logits"], mask, labels, self.cbp.topk_ratio)
                 loss = loss + cls
