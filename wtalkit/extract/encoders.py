@@ -288,7 +288,11 @@ class VideoClassifierEncoder(_Encoder):
             sd = _read_state_dict(path)
             model = builder(weights=None)
             sd = {k: v for k, v in sd.items() if not k.startswith(head + ".")}
-            missing, unexpected = model.load_state_dict(sd, strict=False)
+            try:
+                missing, unexpected = model.load_state_dict(sd, strict=False)
+            except RuntimeError as e:  # shape mismatches are raised even with strict=False
+                detail = next((l.strip() for l in str(e).splitlines() if "size mismatch" in l), "shape mismatch")
+                raise WtalError(f"{path}: not a {arch} state dict ({detail[:160]})") from None
             missing = [k for k in missing if not k.startswith(head + ".")]
             if missing or unexpected:
                 what = f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"

@@ -1,0 +1,218 @@
+"""Localize actions in raw videos: rebuild the checkpoint's feature streams, then infer.
+
+A checkpoint records, for each stream it was trained on, the ``meta.json`` of
+its features: backbone, dimension and snippet grid. When the backbone is one
+``wtalkit extract`` makes (``clip:...``, ``torchvision:...``) the same
+encoder on the same grid turns a video into exactly the features the model
+expects, so ``wtalkit localize video.mp4 RUN`` needs no separate extraction
+step. Backbones made elsewhere (I3D from another codebase, synthetic data)
+cannot be rebuilt: those checkpoints take ``.npy`` feature files instead.
+
+The library function is :func:`localize_videos`; :class:`VideoFeatures` is
+the reusable part (encoders built once, checked against the checkpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from wtalkit.data.features import StreamMeta
+from wtalkit.errors import WtalError
+
+
+@dataclass
+class LocalizedVideo:
+    """One video's outcome, handed to ``on_video`` (for figures): its features are on the checkpoint's grids."""
+
+    name: str
+    path: Path
+    duration: float  # seconds
+    feats: dict  # stream -> float32 [T, D]
+    metas: dict  # stream -> StreamMeta
+    detections: list
+    probs: np.ndarray  # [T, C] frame scores of the predictor's branch, on its first stream's grid
+    video_scores: np.ndarray  # [C]
+
+
+def _encoder_of(meta: StreamMeta) -> str:
+    from wtalkit.extract.pipeline import parse_backbone
+
+    return parse_backbone(meta.backbone)[0]
+
+
+def is_extractable(meta: StreamMeta) -> bool:
+    """True when ``wtalkit extract`` can rebuild this stream (a CLIP or torchvision backbone)."""
+    return _encoder_of(meta).startswith(("clip:", "torchvision:"))
+
+
+def weights_for(metas: dict, streams, clip_weights=None, cbp_weights=None) -> dict:
+    """The ``weights`` mapping :func:`~wtalkit.extract.pipeline.spec_from_meta` reads, from the CLI's options.
+
+    ``clip_weights`` replaces the weights of every CLIP stream, ``cbp_weights``
+    those of every torchvision video stream (keyed by backbone, without any
+    ``@meanK``). A file that no stream of the checkpoint uses is an error: it
+    would otherwise be silently ignored.
+    """
+    out: dict = {}
+    for opt, path, prefix, what in (("--clip-weights", clip_weights, "clip:", "CLIP"),
+                                    ("--cbp-weights", cbp_weights, "torchvision:", "torchvision video")):
+        if not path:
+            continue
+        if not Path(path).is_file():
+            raise WtalError(f"{opt}: weights file not found: {path}")
+        used = [_encoder_of(metas[s]) for s in streams if _encoder_of(metas[s]).startswith(prefix)]
+        if not used:
+            backbones = ", ".join(f"{s}: {metas[s].backbone}" for s in streams)
+            raise WtalError(f"{opt} was given but no stream of the checkpoint uses a {what} backbone ({backbones})")
+        for enc in used:
+            out[enc] = str(path)
+    return out
+
+
+def stream_specs(metas: dict, streams, weights: dict | None = None) -> dict:
+    """``{stream: StreamSpec}`` rebuilding each stream as the checkpoint's features were made.
+
+    One-line WtalError for a backbone wtalkit cannot extract.
+    """
+    from wtalkit.extract.pipeline import spec_from_meta
+
+    specs = {}
+    for s in streams:
+        if s not in metas:
+            raise WtalError(f"the checkpoint records no '{s}' feature stream")
+        meta = metas[s]
+        if not is_extractable(meta):
+            raise WtalError(f"the checkpoint's '{s}' stream was trained on '{meta.backbone}' features, which wtalkit "
+                            f"cannot extract from videos; extract them externally and pass the .npy files instead")
+        specs[s] = spec_from_meta(meta, weights)
+    return specs
+
+
+class VideoFeatures:
+    """Turns videos into the feature streams a checkpoint was trained on.
+
+    The encoders are built once (the expensive part: loading weights) and each
+    one's output dimension is checked against the checkpoint before any video
+    is decoded, so a wrong ``--clip-weights`` fails at once and clearly.
+    """
+
+    def __init__(self, metas: dict, streams, weights: dict | None = None, device="cpu", precision: str = "auto"):
+        from wtalkit.extract.pipeline import build_encoder
+
+        self.streams = tuple(streams)
+        self.specs = stream_specs(metas, self.streams, weights)
+        self.metas = {s: metas[s] for s in self.streams}
+        self.device = device
+        self.encoders = {}
+        for s, spec in self.specs.items():
+            src = f" (weights {spec.weights})" if spec.weights else ""
+            try:
+                enc = build_encoder(spec, device, precision)
+            except RuntimeError as e:  # e.g. a state dict of another architecture (tensor size mismatch)
+                first = " ".join(str(e).split())[:200] or type(e).__name__
+                raise WtalError(f"cannot load the '{s}' backbone {spec.backbone}{src}: {first}") from None
+            want = metas[s]
+            if enc.dim != want.dim:
+                raise WtalError(f"'{s}' features do not match the checkpoint: {spec.backbone}{src} gives dimension "
+                                f"{enc.dim}, the checkpoint expects {want.dim} ({want.backbone})")
+            self.encoders[s] = enc
+
+    def grid_frames(self, info) -> float:
+        """Work for one video in the units :func:`extract_video` reports progress in (grid frames, averaged over streams)."""
+        from wtalkit.extract.video import grid_length
+
+        return float(np.mean([grid_length(info, spec.fps) for spec in self.specs.values()]))
+
+    def __call__(self, path, info=None, progress: Callable[[float], None] | None = None) -> dict:
+        """``{stream: float32 [T, D]}`` of one video (one-line WtalError if it cannot be decoded or is too short)."""
+        from wtalkit.extract.pipeline import extract_video
+
+        return extract_video(path, self.specs, device=self.device, encoders=self.encoders, progress=progress, info=info)
+
+
+class _Progress:
+    """Rich progress on a console (stderr in the CLI): videos done and frames per second; silent without one."""
+
+    def __init__(self, console, total_frames: float, n_videos: int):
+        self.bar = None
+        if console is None:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]localize"), BarColumn(), TextColumn("{task.fields[done]}/{task.fields[n]} videos"),
+                            TextColumn("{task.fields[current]}"), TimeElapsedColumn(), console=console, transient=False)
+        self.task = self.bar.add_task("localize", total=max(total_frames, 1e-9), done=0, n=n_videos, current="")
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.update(self.task, current="")
+            self.bar.stop()
+
+    def video(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, current=name)
+
+    def advance(self, frames: float) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, frames)
+
+    def video_done(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, done=self.bar.tasks[0].fields["done"] + 1)
+
+
+def localize_videos(predictor, videos: list, device="cpu", weights: dict | None = None, console=None, *,
+                    streams=None, precision: str = "auto",
+                    on_video: Callable[[LocalizedVideo], None] | None = None) -> dict:
+    """Results JSON ``{"results": {VIDEO_STEM: [...]}}`` for raw video files.
+
+    ``predictor``: a :class:`wtalkit.infer.Predictor`. Its streams are
+    extracted with the backbones and grids recorded in the checkpoint
+    (``weights`` maps a backbone to a local weights file, see
+    :func:`weights_for`), then localized; segments are in seconds of each
+    video. ``streams``: extra streams to extract as well (e.g. ``vlp`` for a
+    figure of a CBP run); ``on_video`` is called with a :class:`LocalizedVideo`
+    after each video. ``console``: a Rich console for progress (stderr in the
+    CLI). Every video is probed before any is encoded, so a missing or
+    unreadable file fails at once.
+    """
+    from wtalkit.extract.video import probe
+
+    paths = [Path(v) for v in videos]
+    if not paths:
+        raise WtalError("no videos given")
+    seen: dict = {}
+    for p in paths:
+        if not p.is_file():
+            raise WtalError(f"video not found: {p}")
+        if p.stem in seen and seen[p.stem] != p.resolve():
+            raise WtalError(f"two videos are both named '{p.stem}' ({seen[p.stem]} and {p}); results are keyed by name")
+        seen[p.stem] = p.resolve()
+    needed = tuple(dict.fromkeys(tuple(predictor.streams) + tuple(streams or ())))
+    features = VideoFeatures(predictor.metas, needed, weights, device=device, precision=precision)
+    infos = {p: probe(p) for p in paths}
+    results: dict = {}
+    total = sum(features.grid_frames(i) for i in infos.values())
+    with _Progress(console, total, len(paths)) as bar:
+        for p in paths:
+            if p.stem in results:  # the same file twice
+                continue
+            bar.video(p.stem)
+            feats = features(p, info=infos[p], progress=bar.advance)
+            main = {s: feats[s] for s in predictor.streams}
+            dets, probs, video = predictor.localize(main, features.metas)
+            results[p.stem] = dets
+            bar.video_done()
+            if on_video is not None:
+                on_video(LocalizedVideo(p.stem, p, float(infos[p].duration), feats, dict(features.metas),
+                                        dets, probs, video))
+    return {"results": results}
