@@ -122,18 +122,16 @@ def encode_texts(model, texts: list, batch_size: int = 256):
 
 def encode_class_prompts(model, classnames: list, templates: list):
     """Per class, the normalised mean of its template embeddings: ``[C, D]`` (CLIP's prompt ensembling)."""
-    import torch
-
     if not templates:
         raise WtalError("at least one prompt template is needed")
     for t in templates:
         if "{}" not in t:
             raise WtalError(f"prompt template '{t}' has no '{{}}' placeholder for the class name")
-    embs = []
-    for name in classnames:
-        e = encode_texts(model, [t.format(name) for t in templates]).mean(0)
-        embs.append(e / e.norm().clamp_min(1e-12))
-    return torch.stack(embs)
+    if not classnames:
+        raise WtalError("at least one class name is needed")
+    texts = [t.format(name) for name in classnames for t in templates]
+    emb = encode_texts(model, texts).view(len(classnames), len(templates), -1).mean(1)  # one batched pass
+    return emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def natural_name(name: str) -> str:
