@@ -21,6 +21,7 @@ from videos import colour_frames, ramp_frames, write_video  # noqa: E402
 
 from tests.conftest import TINY_SETS  # noqa: E402
 from wtalkit.errors import WtalError  # noqa: E402
+from tests.cli_helpers import assert_one_line_error, run_cli
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("av")
@@ -32,20 +33,6 @@ RED, BLUE = (230, 20, 20), (20, 20, 230)
 THETA = "infer.theta_loc=[0.0,0.3,0.5]"
 
 
-def run_cli(args):
-    from click.testing import CliRunner
-
-    from wtalkit.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_one_line_error(res) -> str:
-    assert res.exit_code != 0, res.output
-    assert "Traceback" not in res.output
-    err = [line for line in res.output.splitlines() if line.startswith("Error:")]
-    assert len(err) == 1, res.output
-    return err[0]
 
 
 def textured(colours, n_each, seed):

@@ -10,24 +10,11 @@ import pytest
 from tests.conftest import TINY_SETS
 from wtalkit.errors import WtalError
 from wtalkit.timeaxis import SnippetGrid
+from tests.cli_helpers import assert_one_line_error, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run_cli(args):
-    from click.testing import CliRunner
-
-    from wtalkit.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_one_line_error(res) -> str:
-    assert res.exit_code != 0, res.output
-    assert "Traceback" not in res.output
-    err = [line for line in res.output.splitlines() if line.startswith("Error:")]
-    assert len(err) == 1, res.output
-    return err[0]
 
 
 def assert_png(path):

@@ -120,8 +120,8 @@ def encode_texts(model, texts: list, batch_size: int = 256):
     return torch.cat(out) if out else torch.zeros(0, clip_embed_dim(model))
 
 
-def encode_class_prompts(model, classnames: list, templates: list):
-    """Per class, the normalised mean of its template embeddings: ``[C, D]`` (CLIP's prompt ensembling)."""
+def encode_template_texts(model, classnames: list, templates: list):
+    """Normalised CLIP text embeddings ``[K, P, D]`` of every class x template, in one batched pass."""
     if not templates:
         raise WtalError("at least one prompt template is needed")
     for t in templates:
@@ -130,7 +130,12 @@ def encode_class_prompts(model, classnames: list, templates: list):
     if not classnames:
         raise WtalError("at least one class name is needed")
     texts = [t.format(name) for name in classnames for t in templates]
-    emb = encode_texts(model, texts).view(len(classnames), len(templates), -1).mean(1)  # one batched pass
+    return encode_texts(model, texts).view(len(classnames), len(templates), -1)
+
+
+def encode_class_prompts(model, classnames: list, templates: list):
+    """Per class, the normalised mean of its template embeddings: ``[C, D]`` (CLIP's prompt ensembling)."""
+    emb = encode_template_texts(model, classnames, templates).mean(1)
     return emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 

@@ -505,17 +505,9 @@ def score_frames(model: OVOAD, feats, text: torch.Tensor, batch_size: int = 512)
 
 def clip_text_templates(clip_model, classnames: list, templates: list) -> torch.Tensor:
     """Frozen CLIP text embeddings ``[K, P, D]`` for every class x template."""
-    from wtalkit.clip_utils import encode_texts
+    from wtalkit.clip_utils import encode_template_texts
 
-    if not templates:
-        raise WtalError("at least one prompt template is needed")
-    for t in templates:
-        if "{}" not in t:
-            raise WtalError(f"prompt template '{t}' has no '{{}}' placeholder for the class name")
-    if not classnames:
-        raise WtalError("at least one class name is needed")
-    texts = [t.format(c) for c in classnames for t in templates]
-    return encode_texts(clip_model, texts).view(len(classnames), len(templates), -1).float().cpu()
+    return encode_template_texts(clip_model, classnames, templates).float().cpu()
 
 
 def clip_probe(clip_model) -> torch.Tensor:
