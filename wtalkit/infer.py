@@ -75,7 +75,7 @@ class Predictor:
             from wtalkit.models.build import build_vlp_from_checkpoint
 
             m = build_vlp_from_checkpoint(self.ckpt, self.cfg, self.classes, device=self.device)
-        m.load_state_dict(self.ckpt["models"][name], strict=name == "cbp")
+        m.load_state_dict(self.ckpt["models"][name])
         return m.to(self.device).eval()
 
     @torch.inference_mode()

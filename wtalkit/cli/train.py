@@ -80,6 +80,9 @@ def alternate(run_dir, dataset, warm, rounds, schedule, fuse, no_kd, no_fb, conf
 
 def round_evaluator(dataset, cfg):
     """After each round: the test split's mAP as a table row (None when it has no ground truth)."""
+    from pathlib import Path
+
+    from wtalkit.errors import WtalError
 
     def evaluate(ckpt_path):
         from wtalkit.demo import evaluate_run
@@ -94,10 +97,6 @@ def round_evaluator(dataset, cfg):
         err_console.print(f"  mAP (%) after {Path(ckpt_path).stem}: {cells} | " +
                           " ".join(f"avg {k} {100 * v:.1f}" for k, v in avgs))
         return {"mAP": [float(m) for m in res.mAP], "tiou": [float(t) for t in res.tiou]}
-
-    from pathlib import Path
-
-    from wtalkit.errors import WtalError
 
     return evaluate
 
