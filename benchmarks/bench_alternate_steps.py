@@ -156,7 +156,7 @@ def run_phase(args, phase: str, clip_model=None) -> dict:
         sout = student(xv if phase == "b" else xc, mask)
         loss, p = distill_loss(sout["probs"], sout["features"], pseudo, mask, loss_cfg, generator=gen)
         if phase == "f":
-            loss = loss + mil_loss(cbp.video_logits(sout["logits"], mask), labels)
+            loss = loss + mil_loss(sout["logits"], mask, labels, cbp.topk_ratio)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
