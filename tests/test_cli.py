@@ -73,6 +73,11 @@ def test_end_to_end_localize_and_score(trained, tiny_dataset, tmp_path):
     m = json.loads(res.stdout)["metrics"]
     assert 0 <= m["fg_iou"] <= 1 and 0 <= m["bg_iou"] <= 1
     assert len(list((tmp_path / "pl").glob("*.npy"))) == 4
+    # stricter thresholds leave more frames uncertain
+    res = CliRunner().invoke(cli, ["pseudolabel", str(trained), "--branch", "vlp", "--split", "test", "--json",
+                                   "--set", "pseudo.delta_h=0.9", "--set", "pseudo.delta_l=0.01"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["metrics"]["uncertain"] >= m["uncertain"]
     # one video's feature file
     one = next((tiny_dataset / "features" / "cbp").glob("video_test_*.npy"))
     res = CliRunner().invoke(cli, ["localize", str(one), str(trained), "--json"])

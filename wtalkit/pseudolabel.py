@@ -64,10 +64,13 @@ def branch_scores(run, dataset_dir, branch: str, subset: str | None, templates=N
 
 
 def pseudo_labels(run, dataset_dir, branch: str, subset: str | None, out_dir=None, templates=None,
-                  device="cpu") -> tuple[dict, dict | None]:
-    """Ternary pseudo-labels of a split (written to ``out_dir`` when given) and Table-3 metrics (or None)."""
+                  device="cpu", cfg=None) -> tuple[dict, dict | None]:
+    """Ternary pseudo-labels of a split (written to ``out_dir`` when given) and Table-3 metrics (or None).
+
+    ``cfg`` defaults to the checkpoint's config (δh, δl, CLIP model and templates come from it).
+    """
     ds = Dataset(dataset_dir)
-    cfg = checkpoint_config(load_checkpoint(resolve_checkpoint(run)))
+    cfg = cfg or checkpoint_config(load_checkpoint(resolve_checkpoint(run)))
     scores = branch_scores(run, dataset_dir, branch, subset, templates, device, cfg)
     cidx = ds.annotations.class_index()
     stream = "cbp" if branch == "cbp" else "vlp"

@@ -109,8 +109,10 @@ def round_evaluator(dataset, cfg):
 @click.option("--dataset", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for VIDEO.npy int8 [T, C] + meta.json.")
 @click.option("--template", "templates", multiple=True, help="raw-vlp prompt template(s) with {} for the class.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override the run's config, e.g. --set pseudo.delta_h=0.4 (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def pseudolabel(run, branch, subset, dataset, output, templates, as_json):
+def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_json):
     """Confident ternary pseudo-labels (1 / 0 / -1 uncertain) of a branch, and their Table-3 mIoUs.
 
     Written as one int8 VIDEO.npy [T, C] per video plus meta.json. When the
@@ -120,14 +122,15 @@ def pseudolabel(run, branch, subset, dataset, output, templates, as_json):
     """
     import json as _json
 
+    from wtalkit.config import load_config
     from wtalkit.pseudolabel import pseudo_labels
     from wtalkit.train.run import checkpoint_config, load_checkpoint, resolve_checkpoint
 
     ckpt = load_checkpoint(resolve_checkpoint(run))
-    cfg = checkpoint_config(ckpt)
+    cfg = load_config(None, overrides, base=checkpoint_config(ckpt).to_dict())
     dataset = dataset or ckpt.get("dataset")
     subset = subset or cfg.data.train_subset
-    labels, metrics = pseudo_labels(run, dataset, branch, subset, output, templates or None)
+    labels, metrics = pseudo_labels(run, dataset, branch, subset, output, templates or None, cfg=cfg)
     if as_json:
         click.echo(_json.dumps({"videos": len(labels), "metrics": metrics}))
         return
