@@ -27,3 +27,14 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_read_list_file(tmp_path):
+    from wtalkit.errors import WtalError
+
+    f = tmp_path / "names.txt"
+    f.write_text("# classes\nhigh jump\n\n  pole vault  \n")
+    assert wio.read_list_file(f, "classes file") == ["high jump", "pole vault"]
+    f.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(WtalError, match="classes file is not a UTF-8 text file"):
+        wio.read_list_file(f, "classes file")

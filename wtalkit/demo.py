@@ -23,7 +23,6 @@ class DemoRow:
     name: str
     tiou: list
     mAP: list  # fractions
-    miou: dict | None = None  # Table-3 metrics: fg_iou, bg_iou, mean
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader never sees a half-written file.
+"""File I/O: atomic writes (a reader never sees a half-written file) and list files.
 
 Everything wtalkit writes goes through these helpers: the content is written
 to a temporary file in the destination folder, flushed, then renamed over the
@@ -64,6 +64,17 @@ def save_npy(path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
     write_bytes(path, buf.getvalue())
+
+
+def read_list_file(path, what: str) -> list:
+    """Non-empty, non-comment (``#``) lines of a UTF-8 text file, stripped (video lists, class names)."""
+    from wtalkit.errors import WtalError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise WtalError(f"{path}: {what} is not a UTF-8 text file") from None
+    return [l.strip() for l in lines if l.strip() and not l.strip().startswith("#")]
 
 
 def save_torch(path, obj) -> None:

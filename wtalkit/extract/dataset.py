@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wtalkit.errors import WtalError
+from wtalkit.io import read_list_file
 from wtalkit.extract.progress import ExtractProgress
 from wtalkit.extract.video import VIDEO_EXTENSIONS, probe
 
@@ -46,11 +47,7 @@ def collect_videos(inputs) -> list:
                 raise WtalError(f"no video files ({', '.join(VIDEO_EXTENSIONS[:5])}, ...) in folder {p}")
             paths.extend(found)
         elif p.suffix.lower() == ".txt" and p.is_file():
-            try:
-                lines = p.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError:
-                raise WtalError(f"{p}: video list is not a UTF-8 text file") from None
-            listed = [l.strip() for l in lines if l.strip() and not l.strip().startswith("#")]
+            listed = read_list_file(p, "video list")
             if not listed:
                 raise WtalError(f"{p}: video list is empty")
             for line in listed:

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from wtalkit.errors import WtalError
+from wtalkit.io import read_list_file
 from wtalkit.online.scorers import DEFAULT_BACKGROUND, MODELS, _check_classes
 from wtalkit.online.segments import HysteresisSegmenter
 from wtalkit.online.stream import EmbeddingSource, feature_source, is_feature_file, video_source
@@ -43,11 +44,7 @@ def parse_classes(classes: str | None = None, classes_file=None) -> list:
         path = Path(classes_file)
         if not path.is_file():
             raise WtalError(f"classes file not found: {path}")
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise WtalError(f"{path}: not a UTF-8 text file") from None
-        names = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+        names = read_list_file(path, "classes file")
         if not names:
             raise WtalError(f"{path}: no class names in the file")
         return names

@@ -29,7 +29,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from wtalkit import io as wio
