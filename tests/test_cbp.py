@@ -1,7 +1,6 @@
-"""CBP branch: masking, top-k / bottom-k pooling and the MIL loss."""
+"""CBP branch: masking, top-k / bottom-k pooling, the background class and the MIL loss."""
 
 import torch
-import torch.nn.functional as F
 
 from wtalkit.config import CBPConfig
 from wtalkit.models.cbp import CBPBranch, mil_loss, topk_pool
@@ -17,17 +16,37 @@ def test_topk_pool_per_video_k_and_mask():
     assert bottom[:, 0].tolist() == [0.5, 0.0]
 
 
-def test_mil_loss_has_a_background_term():
+def test_mil_loss_hand_computed():
+    # 2 classes + background, 8 frames, k = 1: the video logits are the per-output maxima
+    logits = torch.zeros(1, 8, 3)
+    logits[0, 2] = torch.tensor([2.0, 0.0, 0.0])
+    logits[0, 5] = torch.tensor([0.0, 0.0, 1.0])
+    labels = torch.tensor([[1.0, 0.0]])
+    video = torch.tensor([2.0, 0.0, 1.0])
+    logp = video - torch.logsumexp(video, 0)
+    expected = -(0.5 * logp[0] + 0.5 * logp[2])  # target: class 0 and background, normalised
+    assert torch.isclose(mil_loss(logits, None, labels, 8), expected)
+
+
+def test_mil_loss_needs_background_frames_in_a_positive_video():
     labels = torch.tensor([[1.0, 0.0]])
     mask = torch.ones(1, 16, dtype=torch.bool)
-    clean = torch.full((1, 16, 2), -5.0)
-    clean[0, :4, 0] = 5.0  # class 0 fires on 4 frames only
-    flat = clean.clone()
-    flat[0, :, 0] = 5.0  # class 0 fires everywhere: no background left in a positive video
+    clean = torch.full((1, 16, 3), -5.0)
+    clean[0, :4, 0] = 5.0  # class 0 fires on 4 frames, background wins on the rest
+    clean[0, 4:, 2] = 5.0
+    flat = torch.full((1, 16, 3), -5.0)
+    flat[0, :, 0] = 5.0  # class 0 everywhere: no frame is background
     assert mil_loss(clean, mask, labels, 8) < mil_loss(flat, mask, labels, 8)
-    # with the bottom-k term removed both would be equally good
-    top_only = lambda x: F.binary_cross_entropy_with_logits(topk_pool(x, mask, 8), labels)  # noqa: E731
-    assert torch.isclose(top_only(clean), top_only(flat))
+
+
+def test_probabilities_compete_with_background():
+    torch.manual_seed(0)
+    m = CBPBranch(8, 3, CBPConfig(hidden_dim=16, num_heads=2, num_layers=1)).eval()
+    out = m(torch.randn(2, 10, 8))
+    assert out["logits"].shape == (2, 10, 4) and out["probs"].shape == (2, 10, 3)
+    assert bool((out["probs"].sum(-1) < 1).all())  # the background takes the rest of each frame's mass
+    v = m.video_scores(out["logits"])
+    assert v.shape == (2, 3) and torch.allclose(v.sum(-1), torch.ones(2))
 
 
 def test_padding_does_not_change_valid_frames():

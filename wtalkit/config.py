@@ -37,6 +37,7 @@ class CBPConfig:
     num_heads: int = 4
     mlp_ratio: float = 2.0
     dropout: float = 0.3
+    input_dropout: float = 0.5  # feature dropout on the (LayerNorm-ed) input snippets
     topk_ratio: int = 8  # top-k pooling with k = max(1, T // topk_ratio)
     max_len: int = 4096  # longest sequence the positional encoding covers (longer is interpolated)
 

@@ -45,7 +45,7 @@ def prepare_demo_folder(out_dir) -> Path:
 def build_demo_data(out: Path, quick: bool, seed: int, console=None) -> tuple[Path, Path]:
     """The demo CLIP checkpoint and dataset (rebuilt each run: deterministic for a seed)."""
     from wtalkit.clip_utils import encode_class_prompts, load_clip, natural_name, save_random_clip
-    from wtalkit.data.synthetic import make_synthetic_dataset, thumos_layout
+    from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
     from wtalkit.timeaxis import SnippetGrid
 
     clip_path = save_random_clip(out / "clip_demo.pt", "demo", seed=seed)
@@ -58,7 +58,7 @@ def build_demo_data(out: Path, quick: bool, seed: int, console=None) -> tuple[Pa
 
         shutil.rmtree(data)
     n_train, n_test = (100, 40) if quick else (200, 100)
-    make_synthetic_dataset(data, text_embeddings=text, n_train=n_train, n_test=n_test, cbp_dim=128,
+    make_synthetic_dataset(data, text_embeddings=text, n_train=n_train, n_test=n_test, cbp=I3DStyle(),
                            grid=SnippetGrid(25.0, 32, 32), seed=seed)
     if console:
         console.print(f"[green]synthetic dataset:[/] {data} ({n_train} train / {n_test} test videos, THUMOS14 layout)")

@@ -86,7 +86,7 @@ class Predictor:
         out = model(t, None)
         probs = out["probs"][0].float()
         if name == "cbp":
-            video = torch.sigmoid(model.video_logits(out["logits"], None))[0]
+            video = model.video_scores(out["logits"], None)[0]
         else:
             from wtalkit.models.cbp import topk_pool
 
