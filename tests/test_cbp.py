@@ -60,3 +60,23 @@ def test_padding_does_not_change_valid_frames():
         a = m(x)["probs"]
         b = m(padded, mask)["probs"][:, :9]  # the last valid frame sees a zeroed neighbour through the conv
     torch.testing.assert_close(a[:, :9], b, atol=1e-5, rtol=1e-5)
+
+
+def test_a_checkpoint_of_another_architecture_is_a_one_line_error(tiny_dataset, tmp_path):
+    import pytest
+
+    from tests.conftest import TINY_SETS
+    from wtalkit.config import load_config
+    from wtalkit.errors import WtalError
+    from wtalkit.infer import Predictor
+    from wtalkit.train.run import load_checkpoint
+    from wtalkit.train.warmup import train_warmup
+
+    ck = train_warmup(tiny_dataset, tmp_path / "r", load_config("demo", TINY_SETS + ["train.warmup_epochs=1"]))
+    state = load_checkpoint(ck)
+    w = state["models"]["cbp"]
+    w["classifier.weight"], w["classifier.bias"] = w["classifier.weight"][:-1], w["classifier.bias"][:-1]  # 0.1: no background
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(WtalError, match="do not fit this wtalkit's CBP branch") as e:
+        Predictor(tmp_path / "old.pt")
+    assert "\n" not in str(e.value)

@@ -75,7 +75,9 @@ class Predictor:
             from wtalkit.models.build import build_vlp_from_checkpoint
 
             m = build_vlp_from_checkpoint(self.ckpt, self.cfg, self.classes, device=self.device)
-        m.load_state_dict(self.ckpt["models"][name])
+        from wtalkit.models.build import load_branch
+
+        load_branch(m, self.ckpt["models"][name], name, self.path)
         return m.to(self.device).eval()
 
     @torch.inference_mode()

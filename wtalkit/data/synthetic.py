@@ -67,12 +67,12 @@ class I3DStyle:
     dim: int = 2048  # RGB ‖ flow halves
     core_fraction: float = 0.35
     weak: float = 0.3
-    signal: float = 2.0  # class evidence on the core (1 = 3 per-dimension noise stds along its direction)
+    signal: float = 3.0  # class evidence on the core (1 = 3 per-dimension noise stds along its direction)
     rgb_share: float = 0.4  # fraction of the class evidence in the RGB half (the rest in flow)
     motion: float = 1.0  # class-agnostic "something moves" component on action snippets
     noise: float = 1.0  # per-dimension noise std relative to the mean profile
     smooth: float = 0.5  # AR(1) coefficient of the noise along time (I3D receptive fields overlap)
-    scene: float = 0.5  # per-video scene offset (std, relative to noise)
+    scene: float = 0.3  # per-video scene offset (std, relative to noise)
     confusion: float = 0.0  # strength of a fixed look-alike class inside each instance
     distractors: float = 0.05  # fraction of background snippets with class-agnostic motion
     sparsity: float = 0.1  # fraction of dimensions a class prototype uses

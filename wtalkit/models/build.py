@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from wtalkit.config import Config
+from wtalkit.errors import WtalError
 from wtalkit.models.cbp import CBPBranch
 
 
 def build_cbp(cfg: Config, feat_dim: int, num_classes: int) -> CBPBranch:
     return CBPBranch(feat_dim, num_classes, cfg.cbp)
+
+
+def load_branch(model: nn.Module, state, name: str, where) -> nn.Module:
+    """Load a branch's weights strictly; a checkpoint of another architecture is a one-line error."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else (first[0] if first else type(e).__name__)
+        raise WtalError(f"{where}: its {name.upper()} weights do not fit this wtalkit's {name.upper()} branch "
+                        f"(a checkpoint of another version or config?): {detail[:160]}") from None
+    return model
 
 
 def prompt_names(classes: list) -> list:

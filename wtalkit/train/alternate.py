@@ -37,7 +37,7 @@ from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
 from wtalkit.errors import WtalError
 from wtalkit.losses import distill_loss
-from wtalkit.models.build import build_cbp, build_vlp, prompt_names
+from wtalkit.models.build import build_cbp, build_vlp, load_branch, prompt_names
 from wtalkit.models.cbp import mil_loss
 from wtalkit.pseudo import ternary_labels
 from wtalkit.train.progress import training_progress
@@ -87,7 +87,7 @@ class Trainer:
         check_compatible(warm_ckpt, self.dataset.classes, self.bank.metas, str(self.dataset.root))
         classes = self.dataset.classes
         self.cbp = build_cbp(cfg, self.bank.dim("cbp"), len(classes)).to(self.device)
-        self.cbp.load_state_dict(warm_ckpt["models"]["cbp"])
+        load_branch(self.cbp, warm_ckpt["models"]["cbp"], "cbp", "the warm-up checkpoint")
         from wtalkit.clip_utils import load_clip
 
         clip_model = load_clip(cfg.vlp.clip_model, device=self.device)
@@ -147,8 +147,8 @@ class Trainer:
                 "rng": {**rng_state(np_rng), "gen": self.gen.get_state()}}
 
     def load_state(self, state: dict, np_rng) -> None:
-        self.cbp.load_state_dict(state["models"]["cbp"])
-        self.vlp.load_state_dict(state["models"]["vlp"])
+        load_branch(self.cbp, state["models"]["cbp"], "cbp", "the resume checkpoint")
+        load_branch(self.vlp, state["models"]["vlp"], "vlp", "the resume checkpoint")
         self.opt_cbp.load_state_dict(state["optim"]["cbp"])
         self.opt_vlp.load_state_dict(state["optim"]["vlp"])
         restore_rng(state["rng"], np_rng)

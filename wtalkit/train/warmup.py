@@ -20,7 +20,7 @@ from wtalkit.config import Config
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
 from wtalkit.errors import WtalError
-from wtalkit.models.build import build_cbp
+from wtalkit.models.build import build_cbp, load_branch
 from wtalkit.models.cbp import mil_loss
 from wtalkit.train.progress import training_progress
 from wtalkit.train.run import Run, load_checkpoint, restore_rng, rng_state, seed_everything
@@ -74,7 +74,7 @@ def train_warmup(dataset_dir, run_dir, cfg: Config, *, overwrite: bool = False, 
         state = load_checkpoint(last)
         if state["config"] != cfg.to_dict():
             raise WtalError(f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite")
-        model.load_state_dict(state["models"]["cbp"])
+        load_branch(model, state["models"]["cbp"], "cbp", last)
         opt.load_state_dict(state["optim"])
         restore_rng(state["rng"], np_rng)
         start_epoch = state["epoch"]
