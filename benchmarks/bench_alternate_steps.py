@@ -46,7 +46,7 @@ THUMOS_CLASSES = ["baseball pitch", "basketball dunk", "billiards", "clean and j
 
 def random_clip_file(arch: str) -> Path:
     """A random-weight CLIP checkpoint of ``arch``, cached in the temp folder across runs (written atomically)."""
-    from wtalkit.clip_utils import save_random_clip
+    from wtalkit.models.clip import save_random_clip
     from wtalkit.io import atomic_path
 
     path = Path(tempfile.gettempdir()) / f"wtalkit-bench-random-clip-{arch.replace('/', '-')}.pt"
@@ -105,12 +105,13 @@ def run_phase(args, phase: str, clip_model=None) -> dict:
     """One phase (``b`` or ``f``) in this process; returns the measurements as a dict."""
     import torch
 
-    from wtalkit.clip_utils import load_clip
+    from wtalkit.models.clip import load_clip
     from wtalkit.config import CBPConfig, LossConfig, VLPConfig
-    from wtalkit.losses import distill_loss
-    from wtalkit.models.cbp import CBPBranch, mil_loss
+    from wtalkit.train.losses import distill_loss
+    from wtalkit.models.cbp import CBPBranch
+    from wtalkit.train.losses import mil_loss
     from wtalkit.models.vlp import VLPBranch
-    from wtalkit.pseudo import ternary_labels
+    from wtalkit.train.pseudo import ternary_labels
 
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -194,7 +195,7 @@ def parse_args(argv=None):
     ap.add_argument("--classes", type=int, default=20)
     ap.add_argument("--cbp-dim", type=int, default=2048)
     ap.add_argument("--vlp-dim", type=int, default=512)
-    ap.add_argument("--clip", default="ViT-B/16", help="CLIP architecture of the random text encoder (wtalkit.clip_utils.CLIP_ARCHS)")
+    ap.add_argument("--clip", default="ViT-B/16", help="CLIP architecture of the random text encoder (wtalkit.models.clip.CLIP_ARCHS)")
     ap.add_argument("--max-iters", type=int, default=0, help="timed iterations per phase (0: one epoch)")
     ap.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -235,7 +236,7 @@ def main(argv=None):
           flush=True)
     rows = []
     if args.inprocess:
-        from wtalkit.clip_utils import load_clip
+        from wtalkit.models.clip import load_clip
 
         args.clip_path = clip_path
         clip_model = load_clip(str(clip_path), device=args.device)

@@ -80,7 +80,7 @@ def export_reduced(data: Path, out: Path) -> None:
 
 
 def make_data(root: Path, regime: str, seed: int) -> tuple[Path, Path]:
-    from wtalkit.clip_utils import encode_class_prompts, load_clip, natural_name, save_random_clip
+    from wtalkit.models.clip import encode_class_prompts, load_clip, class_words, save_random_clip
     from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
     from wtalkit.demo import TEMPLATE
     from wtalkit.timeaxis import SnippetGrid
@@ -91,7 +91,7 @@ def make_data(root: Path, regime: str, seed: int) -> tuple[Path, Path]:
     data = root / f"{regime}-s{seed}"
     if not (data / "annotations.json").exists():
         model = load_clip(str(clip))
-        text = encode_class_prompts(model, [natural_name(c) for c in thumos_layout()["classes"]], [TEMPLATE]).numpy()
+        text = encode_class_prompts(model, [class_words(c) for c in thumos_layout()["classes"]], [TEMPLATE]).numpy()
         make_synthetic_dataset(data, text_embeddings=text, n_train=120, n_test=60, cbp=I3DStyle(**REGIMES[regime]),
                                grid=SnippetGrid(25.0, 16, 16), seed=seed)
     return clip, data

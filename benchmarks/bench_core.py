@@ -33,7 +33,7 @@ def main() -> None:
     from wtalkit.data.loader import FeatureBank
     from wtalkit.demo import build_demo_data
     from wtalkit.eval.detection import evaluate_detection
-    from wtalkit.infer import Predictor
+    from wtalkit.localize.predict import Predictor
     from wtalkit.models.build import build_cbp
     from wtalkit.train.warmup import cbp_epoch, make_optimizer, train_warmup
 

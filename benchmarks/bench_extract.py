@@ -10,7 +10,7 @@ compared with it; the target is >= 70 %.
     python benchmarks/bench_extract.py --quick    # 10 s video, < 1 min
 
 Random weights everywhere (the speed does not depend on them): ViT-B/16 from
-``wtalkit.clip_utils.random_clip_state_dict`` and a random R(2+1)D-18.
+``wtalkit.models.clip.random_clip_state_dict`` and a random R(2+1)D-18.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def _run(args, tmp, console, threads, seconds, cbp_seconds, enc_n):
     from rich.console import Console
     from rich.table import Table
 
-    from wtalkit.clip_utils import save_random_clip
+    from wtalkit.models.clip import save_random_clip
     from wtalkit.extract.encoders import ClipImageEncoder, VideoClassifierEncoder, cpu_has_bf16
     from wtalkit.extract.pipeline import cbp_spec, extract_video, vlp_spec
     from wtalkit.extract.video import grid_length, iter_grid_frames, probe

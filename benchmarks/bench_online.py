@@ -93,7 +93,7 @@ def main():
 
     import torch
 
-    from wtalkit.clip_utils import random_clip_state_dict
+    from wtalkit.models.clip import random_clip_state_dict
 
     if args.threads:
         torch.set_num_threads(args.threads)

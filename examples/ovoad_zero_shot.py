@@ -35,6 +35,8 @@ TINY_OVERRIDES = [
 TEMPLATES = ["a video of a person doing {}."]
 
 
+TEMPLATE = "a video of a person doing {}."  # the prompt that places each class's synthetic frames
+
 def score_dataset(scorer_of, dataset) -> dict:
     """``video -> (times, probs[:, :K], classes)`` for every video of the dataset, streamed causally."""
     import numpy as np
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from wtalkit.clip_utils import load_clip, save_random_clip
+    from wtalkit.models.clip import clip_embed_dim, encode_class_prompts, load_clip, save_random_clip
     from wtalkit.data.features import Dataset
     from wtalkit.data.synthetic_oad import build_zero_shot_pair
     from wtalkit.eval.oad import evaluate_oad
@@ -94,7 +96,8 @@ def main(argv=None) -> int:
         clip = load_clip(str(clip_path))
         data = work / f"data_seed{args.seed}"
         if not (data / "test" / "annotations.json").exists():
-            build_zero_shot_pair(data, clip, seed=args.seed, n_train=args.n_train, n_test=args.n_test)
+            build_zero_shot_pair(data, lambda names: encode_class_prompts(clip, names, [TEMPLATE]).numpy(), clip_embed_dim(clip),
+                                 seed=args.seed, n_train=args.n_train, n_test=args.n_test)
         train_ds, test_ds = Dataset(data / "train"), Dataset(data / "test")
         assert not set(train_ds.classes) & set(test_ds.classes)
         console.print(f"seen vocabulary ({len(train_ds.classes)}): {', '.join(train_ds.classes)}")

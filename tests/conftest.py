@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def tiny_clip_path(tmp_path_factory):
-    from wtalkit.clip_utils import save_random_clip
+    from wtalkit.models.clip import save_random_clip
 
     return save_random_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.pt", "tiny", seed=0)
 
@@ -19,14 +19,14 @@ def tiny_clip_path(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory, tiny_clip_path):
     """8 train + 4 test videos on the real THUMOS14 layout, 25 fps / 32-frame snippets."""
-    from wtalkit.clip_utils import encode_class_prompts, load_clip, natural_name
+    from wtalkit.models.clip import encode_class_prompts, load_clip, class_words
     from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
     from wtalkit.timeaxis import SnippetGrid
 
     root = tmp_path_factory.mktemp("data") / "tiny"
     model = load_clip(str(tiny_clip_path))
     classes = thumos_layout()["classes"]
-    text = encode_class_prompts(model, [natural_name(c) for c in classes], ["a video of a person doing {}."]).numpy()
+    text = encode_class_prompts(model, [class_words(c) for c in classes], ["a video of a person doing {}."]).numpy()
     make_synthetic_dataset(root, text_embeddings=text, n_train=8, n_test=4, cbp=I3DStyle(dim=32),
                            grid=SnippetGrid(25.0, 32, 32), min_duration=30, max_duration=150, seed=0)
     return root

@@ -6,9 +6,9 @@ import torch
 from tests.conftest import TINY_SETS
 from wtalkit.config import load_config
 from wtalkit.errors import WtalError
-from wtalkit.infer import Predictor
+from wtalkit.localize.predict import Predictor
 from wtalkit.train.alternate import plan, train_alternate
-from wtalkit.train.run import load_checkpoint
+from wtalkit.models.checkpoint import load_checkpoint
 from wtalkit.train.warmup import train_warmup
 
 

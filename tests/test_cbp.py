@@ -3,7 +3,8 @@
 import torch
 
 from wtalkit.config import CBPConfig
-from wtalkit.models.cbp import CBPBranch, mil_loss, topk_pool
+from wtalkit.models.cbp import CBPBranch, topk_pool
+from wtalkit.train.losses import mil_loss
 
 
 def test_topk_pool_per_video_k_and_mask():
@@ -68,8 +69,8 @@ def test_a_checkpoint_of_another_architecture_is_a_one_line_error(tiny_dataset, 
     from tests.conftest import TINY_SETS
     from wtalkit.config import load_config
     from wtalkit.errors import WtalError
-    from wtalkit.infer import Predictor
-    from wtalkit.train.run import load_checkpoint
+    from wtalkit.localize.predict import Predictor
+    from wtalkit.models.checkpoint import load_checkpoint
     from wtalkit.train.warmup import train_warmup
 
     ck = train_warmup(tiny_dataset, tmp_path / "r", load_config("demo", TINY_SETS + ["train.warmup_epochs=1"]))

@@ -12,7 +12,7 @@ from wtalkit.data.annotations import load_annotations
 from wtalkit.data.features import Dataset
 from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset
 from wtalkit.eval.detection import evaluate_detection
-from wtalkit.infer import Predictor, localize_dataset
+from wtalkit.localize.predict import Predictor, localize_dataset
 from wtalkit.timeaxis import SnippetGrid
 from wtalkit.train.warmup import train_warmup
 

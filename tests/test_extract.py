@@ -36,7 +36,7 @@ def assets(tmp_path_factory):
     """Tiny CLIP + R(2+1)D-18 checkpoints and a set of videos (good and bad)."""
     import torchvision
 
-    from wtalkit.clip_utils import save_random_clip
+    from wtalkit.models.clip import save_random_clip
 
     root = tmp_path_factory.mktemp("extract")
     a = {"root": root, "clip": save_random_clip(root / "models" / "clip_tiny.pt", "tiny")}
@@ -144,7 +144,7 @@ def test_clip_encoder_matches_clip_preprocessing(assets):
     """Batched torch preprocessing ~= CLIP's own PIL pipeline, then encode_image."""
     from PIL import Image
 
-    from wtalkit.clip_utils import _import_clip
+    from wtalkit.models.clip import _import_clip
     from wtalkit.extract.encoders import ClipImageEncoder
 
     enc = ClipImageEncoder(str(assets["clip"]), precision="fp32")

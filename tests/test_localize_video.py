@@ -45,7 +45,7 @@ def textured(colours, n_each, seed):
 def world(tmp_path_factory):
     import torchvision
 
-    from wtalkit.clip_utils import save_random_clip
+    from wtalkit.models.clip import save_random_clip
     from wtalkit.config import load_config
     from wtalkit.data.annotations import load_annotations
     from wtalkit.train.alternate import train_alternate
@@ -93,8 +93,8 @@ def world(tmp_path_factory):
 def predictor(run):
     """The Predictor the CLI builds with ``--set THETA``."""
     from wtalkit.config import load_config
-    from wtalkit.infer import Predictor
-    from wtalkit.train.run import checkpoint_config, load_checkpoint, resolve_checkpoint
+    from wtalkit.localize.predict import Predictor
+    from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
 
     ckpt = resolve_checkpoint(run)
     return Predictor(ckpt, cfg=load_config(None, [THETA], base=checkpoint_config(load_checkpoint(ckpt)).to_dict()))
@@ -108,7 +108,7 @@ def assert_same_results(a: dict, b: dict):
 
 def test_videos_json_matches_dataset_features(world):
     from wtalkit.extract.video import probe
-    from wtalkit.infer import localize_dataset
+    from wtalkit.localize.predict import localize_dataset
 
     res = run_cli(["localize", world["video"], world["video30"], world["warm"], "--json",
                    "--cbp-weights", world["r21d"], "--set", THETA])
@@ -129,7 +129,7 @@ def test_videos_json_matches_dataset_features(world):
 
 def test_video_with_figure_on_alternate_run(world, tmp_path):
     """Both branches: the VLP stream is extracted too (for the figure), CBP infers."""
-    from wtalkit.infer import localize_dataset
+    from wtalkit.localize.predict import localize_dataset
 
     png = tmp_path / "figs" / "clip1.png"
     res = run_cli(["localize", world["video"], world["alt"], "--json", "--cbp-weights", world["r21d"],
@@ -145,7 +145,7 @@ def test_video_with_figure_on_alternate_run(world, tmp_path):
 
 def test_library_features_and_callback(world):
     from wtalkit.data.features import FeatureStream
-    from wtalkit.infer_video import localize_videos, weights_for
+    from wtalkit.localize.video import localize_videos, weights_for
 
     pred = predictor(world["alt"])
     weights = weights_for(pred.metas, ("cbp", "vlp"), cbp_weights=world["r21d"])
@@ -163,7 +163,7 @@ def test_library_features_and_callback(world):
 
 def test_dimension_mismatch_is_clear(world):
     from wtalkit.data.features import StreamMeta
-    from wtalkit.infer_video import VideoFeatures
+    from wtalkit.localize.video import VideoFeatures
 
     metas = {"cbp": StreamMeta("torchvision:r2plus1d_18", 256, 8.0, 4, 4)}
     with pytest.raises(WtalError, match=r"do not match the checkpoint.*dimension 512.*expects 256"):

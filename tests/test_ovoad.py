@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from wtalkit.errors import WtalError
-from wtalkit.models.ovoad import (OVOAD, OVOADConfig, SlotAttention, build_ovoad_scorer, checkpoint_dict,
-                                  load_checkpoint, make_windows, score_frames)
+from wtalkit.models.ovoad import (OVOAD, OVOADConfig, SlotAttention, checkpoint_dict, load_ovoad, make_windows,
+                                  score_frames)
+from wtalkit.online.scorers import build_ovoad_scorer
 from wtalkit.train.ovoad import (batch_windows, dice_loss, load_frame_table, load_run_config,
                                  multi_positive_infonce, ovoad_losses, resample_to_grid)
 
@@ -41,7 +42,7 @@ HEADS = ["pool", "residual", "projection"]
 
 @pytest.fixture(scope="module")
 def clip_model(tiny_clip_path):
-    from wtalkit.clip_utils import load_clip
+    from wtalkit.models.clip import load_clip
 
     return load_clip(str(tiny_clip_path))
 
@@ -50,10 +51,12 @@ def clip_model(tiny_clip_path):
 def oad_data(tmp_path_factory, clip_model):
     """A small zero-shot pair (seen / unseen vocabularies) at 4 fps."""
     from wtalkit.data.synthetic_oad import WorldSpec, build_zero_shot_pair
+    from wtalkit.models.clip import clip_embed_dim, encode_class_prompts
 
     root = tmp_path_factory.mktemp("oad")
     spec = WorldSpec(video_s=(40.0, 60.0))
-    return build_zero_shot_pair(root, clip_model, seed=0, n_train=8, n_test=3, spec=spec,
+    text = lambda names: encode_class_prompts(clip_model, names, ["a video of a person doing {}."]).numpy()  # noqa: E731
+    return build_zero_shot_pair(root, text, clip_embed_dim(clip_model), seed=0, n_train=8, n_test=3, spec=spec,
                                 seen=["archery", "bowling", "boxing", "fencing"],
                                 unseen=["golf swing", "pole vault"])
 
@@ -119,7 +122,7 @@ def test_neighbouring_tokens_are_causal_within_a_window(head):
 
 @pytest.mark.parametrize("head", ["pool", "residual"])
 def test_streaming_scorer_is_causal_and_matches_batched_scoring(head):
-    from wtalkit.models.ovoad import OVOADScorer
+    from wtalkit.online.scorers import OVOADScorer
 
     model = small_model(head=head)
     text = torch.nn.functional.normalize(torch.randn(3, D), dim=-1)
@@ -261,7 +264,7 @@ def test_training_lowers_the_loss_and_writes_the_run(trained_run, oad_data, clip
     # The same fixed batch, scored by the initial model (same seed) and by the trained one.
     torch.manual_seed(cfg.train.seed)
     initial = OVOAD(cfg.model).eval()
-    trained, ck = load_checkpoint(trained_run / "checkpoint.pt")
+    trained, ck = load_ovoad(trained_run / "checkpoint.pt")
     table = load_frame_table(oad_data[0], "train")
     x, valid, labels, bg = batch_windows(table, np.arange(0, table.num_frames, 7), 32)
     captions = clip_text_templates(clip_model, table.classes, ck["templates"])
@@ -272,7 +275,7 @@ def test_training_lowers_the_loss_and_writes_the_run(trained_run, oad_data, clip
 
 
 def test_checkpoint_round_trip_and_contents(trained_run, tmp_path):
-    model, ck = load_checkpoint(trained_run / "checkpoint.pt")
+    model, ck = load_ovoad(trained_run / "checkpoint.pt")
     assert ck["train_classes"] == ["archery", "bowling", "boxing", "fencing"]
     assert ck["templates"] == ["a video of a person doing {}."]
     # Only the trainable OV-OAD weights: no frozen CLIP tensors.
@@ -282,7 +285,7 @@ def test_checkpoint_round_trip_and_contents(trained_run, tmp_path):
     from wtalkit import io as wio
 
     wio.save_torch(tmp_path / "again.pt", checkpoint_dict(model, ck["clip"], ck["clip_probe"], {"templates": ["{}"]}))
-    again, _ = load_checkpoint(tmp_path / "again.pt")
+    again, _ = load_ovoad(tmp_path / "again.pt")
     out2 = again(x)
     for k in out:
         torch.testing.assert_close(out2[k], out[k], rtol=0, atol=0)
@@ -308,7 +311,7 @@ def test_scorer_from_checkpoint_through_build_scorer(trained_run, oad_data, clip
     probs = s.step_many(feats)
     assert probs.shape == (len(feats), 3) and s.num_classes == 2
     # The same as the library's batched whole-video scoring with the checkpoint's templates.
-    model, ck = load_checkpoint(trained_run / "checkpoint.pt")
+    model, ck = load_ovoad(trained_run / "checkpoint.pt")
     from wtalkit.models.ovoad import clip_text_templates
 
     with torch.inference_mode():
@@ -323,18 +326,18 @@ def test_scorer_from_checkpoint_through_build_scorer(trained_run, oad_data, clip
 
 def test_bad_checkpoints_and_mismatched_clip(tmp_path, trained_run, clip_model):
     with pytest.raises(WtalError, match="checkpoint not found"):
-        load_checkpoint(tmp_path / "missing.pt")
+        load_ovoad(tmp_path / "missing.pt")
     with pytest.raises(WtalError, match="checkpoint not found"):
         build_ovoad_scorer(tmp_path / "missing.pt", clip_model, ["a"], ["{}"])
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(WtalError, match="not a readable OV-OAD checkpoint"):
-        load_checkpoint(junk)
+        load_ovoad(junk)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(WtalError, match="not an OV-OAD checkpoint"):
-        load_checkpoint(other)
-    from wtalkit.clip_utils import load_clip, save_random_clip
+        load_ovoad(other)
+    from wtalkit.models.clip import load_clip, save_random_clip
 
     wrong = load_clip(str(save_random_clip(tmp_path / "wrong_clip.pt", "tiny", seed=7)))
     with pytest.raises(WtalError, match="different text encoder"):

@@ -1,4 +1,4 @@
-"""Per-video figures (the paper's Figure 3): ``wtalkit.plot`` and ``wtalkit localize --plot/--plot-dir``."""
+"""Per-video figures (the paper's Figure 3): ``wtalkit.localize.plot`` and ``wtalkit localize --plot/--plot-dir``."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ CLASSES = ["Jump", "Run", "Swim"]
 
 
 def figure(**kw):
-    from wtalkit.plot import figure_video
+    from wtalkit.localize.plot import figure_video
 
     args = dict(duration=20.0, grid=GRID, classes=CLASSES, gt_segments=[(2.0, 5.0, "Run"), (9.0, 12.0, "Jump")],
                 cbp_scores=scores(30, 3, 0), vlp_scores=scores(30, 3, 1), final_scores=scores(30, 3, 2),
@@ -85,7 +85,7 @@ def test_figure_panels_and_class():
 
 
 def test_plot_video_writes_png_atomically(tmp_path):
-    from wtalkit.plot import plot_video
+    from wtalkit.localize.plot import plot_video
 
     out = tmp_path / "a" / "b" / "fig.png"
     fig_args = dict(duration=20.0, grid=GRID, classes=CLASSES, gt_segments=[(2.0, 5.0, "Run")],
@@ -105,8 +105,8 @@ def test_plot_video_writes_png_atomically(tmp_path):
 def test_curves_match_inference(runs, tiny_dataset):
     """The figure's final curve is exactly what inference thresholds; VLP comes from the run's VLP branch."""
     from wtalkit.data.features import Dataset
-    from wtalkit.infer import Predictor
-    from wtalkit.plot import ScoreCurves
+    from wtalkit.localize.predict import Predictor
+    from wtalkit.localize.plot import ScoreCurves
 
     pred = Predictor(runs["alt"])
     curves = ScoreCurves(pred)

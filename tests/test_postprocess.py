@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from wtalkit.config import InferConfig
-from wtalkit.infer import detections
-from wtalkit.proposals import proposals_from_scores, run_max, runs_above
-from wtalkit.softnms import soft_nms
+from wtalkit.localize.predict import detections
+from wtalkit.localize.proposals import proposals_from_scores, run_max, runs_above
+from wtalkit.localize.softnms import soft_nms
 from wtalkit.timeaxis import SnippetGrid
 
 

@@ -4,10 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wtalkit.clip_utils import _import_clip, encode_class_prompts, load_clip, save_random_clip
+from wtalkit.models.clip import _import_clip, encode_class_prompts, load_clip, save_random_clip
 from wtalkit.config import VLPConfig
 from wtalkit.errors import WtalError
-from wtalkit.models.vlp import VLPBranch, zero_shot_scores
+from wtalkit.models.clip import class_words
+from wtalkit.models.vlp import RawVLP, VLPBranch
 
 NAMES = ["run", "pole vault", "throw discus from a circle", "cliff diving"]  # different token lengths
 
@@ -140,15 +141,17 @@ def test_dimension_and_name_errors(clip_model):
         VLPBranch(clip_model, NAMES, VLPConfig(temporal_heads=5), vis_dim=32)
 
 
-def test_zero_shot_scores(clip_model):
+def test_raw_vlp_is_zero_shot_clip(clip_model):
     templates = ["a video of a person doing {}.", "{}"]
     vis = torch.randn(7, 32)
-    probs = zero_shot_scores(clip_model, NAMES, templates, vis.numpy())
-    text = encode_class_prompts(clip_model, NAMES, templates)
-    torch.testing.assert_close(probs, (100 * F.normalize(vis, dim=-1) @ text.t()).softmax(-1))
+    with torch.no_grad():
+        probs = RawVLP(clip_model, NAMES, templates)(vis[None])["probs"][0]
+    text = encode_class_prompts(clip_model, [class_words(n) for n in NAMES], templates)
+    scale = float(clip_model.logit_scale.exp())
+    torch.testing.assert_close(probs, (scale * F.normalize(vis, dim=-1) @ text.t()).softmax(-1))
     torch.testing.assert_close(probs.sum(-1), torch.ones(7))
     with pytest.raises(WtalError):
-        zero_shot_scores(clip_model, NAMES, templates, torch.randn(7, 31))
+        RawVLP(clip_model, NAMES, templates)(torch.randn(1, 7, 31))
 
 
 def test_device_moves_reach_clip(tmp_path):

@@ -9,8 +9,8 @@ import torch
 from tests.conftest import TINY_SETS
 from wtalkit.config import load_config
 from wtalkit.errors import WtalError
-from wtalkit.infer import Predictor, localize_dataset
-from wtalkit.train.run import load_checkpoint
+from wtalkit.localize.predict import Predictor, localize_dataset
+from wtalkit.models.checkpoint import load_checkpoint
 from wtalkit.train.warmup import train_warmup
 
 

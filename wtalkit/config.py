@@ -10,9 +10,11 @@ silently ignored. The resolved config is printed and saved with every run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -27,7 +29,6 @@ class DataConfig:
     test_subset: str = "test"
     num_segments: int = 1000  # T consecutive snippets sampled per training video
     batch_size: int = 10
-    num_workers: int = 0
 
 
 @dataclass
@@ -39,7 +40,6 @@ class CBPConfig:
     dropout: float = 0.3
     input_dropout: float = 0.5  # feature dropout on the (LayerNorm-ed) input snippets
     topk_ratio: int = 8  # top-k pooling with k = max(1, T // topk_ratio)
-    max_len: int = 4096  # longest sequence the positional encoding covers (longer is interpolated)
 
 
 @dataclass
@@ -51,7 +51,7 @@ class VLPConfig:
     temporal_heads: int = 8
     temporal_window: int = 19  # local attention span in snippets, ActionFormer-style (0 = global)
     dropout: float = 0.1
-    templates: list = field(default_factory=lambda: ["a video of a person doing {}."])  # raw (zero-shot) VLP
+    templates: list[str] = field(default_factory=lambda: ["a video of a person doing {}."])  # raw (zero-shot) VLP
     background: str = "background"  # a background prompt in the VLP softmax, never reported ("" disables)
 
 
@@ -82,9 +82,9 @@ class TrainConfig:
     rounds: int = 3
     b_epochs: int = 5  # epochs of VLP training per B step
     f_epochs: int = 5  # epochs of CBP training per F step
-    schedule: str = "alternate"  # alternate | only-b | only-f
+    schedule: Literal["alternate", "only-b", "only-f"] = "alternate"
     complementary: bool = False  # true: B step distils only CBP's confident background, F step only VLP's foreground
-    fuse: str = "avg"  # only-b: how CBP and VLP scores are fused at inference (avg | weighted)
+    fuse: Literal["avg", "weighted"] = "avg"  # only-b: how CBP and VLP scores are fused at inference
     fuse_weight: float = 0.5  # weight of CBP for fuse=weighted
     seed: int = 0
     device: str = "cpu"
@@ -93,7 +93,7 @@ class TrainConfig:
 @dataclass
 class InferConfig:
     theta_cls: float = 0.85
-    theta_loc: list = field(default_factory=lambda: [0.45])
+    theta_loc: list[float] = field(default_factory=lambda: [0.45])
     nms_sigma: float = 0.5
     max_proposals: int = 200  # per video, after soft-NMS
     min_score: float = 0.001  # proposals whose score decays below this are dropped
@@ -101,7 +101,7 @@ class InferConfig:
 
 @dataclass
 class EvalConfig:
-    tiou: list = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    tiou: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
 
 
 @dataclass
@@ -124,65 +124,100 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def validate(self) -> "Config":
-        checks = [
-            (self.train.schedule in ("alternate", "only-b", "only-f"), "train.schedule must be alternate, only-b or only-f"),
-            (self.train.fuse in ("avg", "weighted"), "train.fuse must be avg or weighted"),
+        d, c, v, t, i = self.data, self.cbp, self.vlp, self.train, self.infer
+        check_all([
+            (d.batch_size >= 1, "data.batch_size must be >= 1"),
+            (d.num_segments >= 1, "data.num_segments must be >= 1"),
+            (c.hidden_dim >= 1 and c.num_heads >= 1 and c.num_layers >= 0, "cbp.hidden_dim and cbp.num_heads must be >= 1, cbp.num_layers >= 0"),
+            (c.hidden_dim % c.num_heads == 0, "cbp.hidden_dim must be divisible by cbp.num_heads"),
+            (c.mlp_ratio > 0, "cbp.mlp_ratio must be positive"),
+            (0 <= c.dropout < 1 and 0 <= c.input_dropout < 1, "cbp.dropout and cbp.input_dropout must be in [0, 1)"),
+            (c.topk_ratio >= 1, "cbp.topk_ratio must be >= 1"),
+            (v.n_prompts >= 0, "vlp.n_prompts must be >= 0"),
+            (v.prompt_init_std >= 0, "vlp.prompt_init_std must be >= 0"),
+            (v.temporal_layers >= 0 and v.temporal_heads >= 1, "vlp.temporal_layers must be >= 0, vlp.temporal_heads >= 1"),
+            (v.temporal_window >= 0, "vlp.temporal_window must be >= 0 (0 = global)"),
+            (0 <= v.dropout < 1, "vlp.dropout must be in [0, 1)"),
+            (len(v.templates) >= 1 and all("{}" in x for x in v.templates), "vlp.templates must be a non-empty list of strings with one '{}'"),
+            (all(x.count("{}") == 1 and x.replace("{}", "").count("{") == 0 and x.replace("{}", "").count("}") == 0 for x in v.templates),
+             "each of vlp.templates must hold exactly one '{}' and no other braces"),
             (0 <= self.pseudo.delta_l <= self.pseudo.delta_h <= 1, "need 0 <= pseudo.delta_l <= pseudo.delta_h <= 1"),
+            (self.loss.lambda_fb >= 0, "loss.lambda_fb must be >= 0"),
             (self.loss.tau > 0, "loss.tau must be positive"),
             (self.optim.lr > 0, "optim.lr must be positive"),
-            (self.data.num_segments >= 1, "data.num_segments must be >= 1"),
-            (self.cbp.hidden_dim % self.cbp.num_heads == 0, "cbp.hidden_dim must be divisible by cbp.num_heads"),
-            (len(self.infer.theta_loc) >= 1 and all(0 <= t <= 1 for t in self.infer.theta_loc), "infer.theta_loc must be a non-empty list in [0, 1]"),
-            (len(self.eval.tiou) >= 1 and all(0 < t <= 1 for t in self.eval.tiou), "eval.tiou must be a non-empty list in (0, 1]"),
-            (self.vlp.n_prompts >= 0, "vlp.n_prompts must be >= 0"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise WtalError(f"invalid config: {msg}")
+            (self.optim.weight_decay >= 0 and self.optim.grad_clip >= 0, "optim.weight_decay and optim.grad_clip must be >= 0"),
+            (t.warmup_epochs >= 0 and t.b_epochs >= 0 and t.f_epochs >= 0, "train.warmup_epochs, train.b_epochs and train.f_epochs must be >= 0"),
+            (t.rounds >= 1, "train.rounds must be >= 1"),
+            (0 <= t.fuse_weight <= 1, "train.fuse_weight must be in [0, 1]"),
+            (t.seed >= 0, "train.seed must be >= 0"),
+            (0 <= i.theta_cls <= 1, "infer.theta_cls must be in [0, 1]"),
+            (len(i.theta_loc) >= 1 and all(0 <= x <= 1 for x in i.theta_loc), "infer.theta_loc must be a non-empty list in [0, 1]"),
+            (i.nms_sigma > 0, "infer.nms_sigma must be positive"),
+            (i.max_proposals >= 1, "infer.max_proposals must be >= 1"),
+            (0 <= i.min_score <= 1, "infer.min_score must be in [0, 1]"),
+            (len(self.eval.tiou) >= 1 and all(0 < x <= 1 for x in self.eval.tiou), "eval.tiou must be a non-empty list in (0, 1]"),
+        ])
         return self
 
 
+def check_all(checks) -> None:
+    """Raise the first failed ``(ok, message)`` of a config's value checks as a one-line error."""
+    for ok, msg in checks:
+        if not ok:
+            raise WtalError(f"invalid config: {msg}")
+
+
 def _coerce(value, typ, key: str):
-    """Check/convert one leaf value against its annotated type."""
-    origin = typing.get_origin(typ) or typ
-    if typ is bool or origin is bool:
+    """Check/convert one leaf value against its annotated type (bool, int, float, str, list[T], Literal)."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Literal:
+        choices = typing.get_args(typ)
+        if value in choices and isinstance(value, str):
+            return value
+        raise WtalError(f"config key '{key}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+    if origin is list:
+        (elem,) = typing.get_args(typ)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise WtalError(f"config key '{key}' expects a list, got {value!r}")
+        return [_coerce(x, elem, f"{key}[{n}]") for n, x in enumerate(value)]
+    if typ is bool:
         if isinstance(value, bool):
             return value
         raise WtalError(f"config key '{key}' expects true/false, got {value!r}")
-    if typ is int or origin is int:
+    if typ is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise WtalError(f"config key '{key}' expects an integer, got {value!r}")
-    if typ is float or origin is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+    if typ is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
-        raise WtalError(f"config key '{key}' expects a number, got {value!r}")
-    if typ is str or origin is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise WtalError(f"config key '{key}' expects a finite number, got {value!r}")
+    if typ is str:
         if isinstance(value, str):
             return value
         raise WtalError(f"config key '{key}' expects a string, got {value!r}")
-    if typ is list or origin is list:
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            value = [value]
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        raise WtalError(f"config key '{key}' expects a list, got {value!r}")
-    return value
+    raise TypeError(f"config key '{key}': unsupported annotation {typ!r}")  # a programming error, not user input
 
 
-def _build(cls, data, prefix: str = ""):
+def from_dict(cls, data, prefix: str = ""):
+    """Strictly build the config dataclass ``cls`` from a mapping (then ``validate()`` it when it can).
+
+    Unknown keys, ill-typed values and values out of range are one-line errors.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise WtalError(f"config section '{prefix or 'root'}' must be a mapping, got {type(data).__name__}")
+        raise WtalError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(map(str, data)) - names)
     if unknown:
         where = f" in section '{prefix.rstrip('.')}'" if prefix else ""
         raise WtalError(f"unknown config key '{prefix}{unknown[0]}'{where}; known keys: {', '.join(sorted(names))}")
@@ -190,17 +225,19 @@ def _build(cls, data, prefix: str = ""):
     for name, value in data.items():
         typ = hints[name]
         if dataclasses.is_dataclass(typ):
-            kwargs[name] = _build(typ, value, f"{prefix}{name}.")
+            kwargs[name] = from_dict(typ, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, typ, prefix + name)
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    return obj.validate() if hasattr(obj, "validate") and not prefix else obj
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge(base: dict, over: dict) -> dict:
+    """``over`` applied on ``base``, section by section."""
     out = dict(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge(out[k], v)
         else:
             out[k] = v
     return out
@@ -210,9 +247,12 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping from a file (UTF-8); anything else is a one-line error."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise WtalError(f"{path}: a config file must be UTF-8 text") from None
     except yaml.YAMLError as e:
         raise WtalError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
     except OSError as e:
@@ -245,27 +285,40 @@ def parse_override(text: str) -> dict:
     return out
 
 
+def resolve(cls, source: str | None = None, overrides=(), base: dict | None = None, preset_dir: Path | None = None):
+    """A config of dataclass ``cls``: defaults <- ``base`` <- YAML file or preset ``source`` <- ``--set`` overrides."""
+    data: dict = dict(base or {})
+    if source:
+        path = Path(source)
+        if path.suffix in (".yaml", ".yml") or path.is_file() or preset_dir is None:
+            if not path.is_file():
+                raise WtalError(f"config file not found: {source}" + ("" if preset_dir else " (this command has no presets)"))
+            data = merge(data, read_yaml(path))
+        elif (preset_dir / f"{source}.yaml").exists():
+            data = merge(data, read_yaml(preset_dir / f"{source}.yaml"))
+        else:
+            presets = sorted(p.stem for p in preset_dir.glob("*.yaml"))
+            raise WtalError(f"unknown config '{source}': not a file, and presets are {', '.join(presets)}")
+    for o in overrides:
+        data = merge(data, parse_override(o))
+    return from_dict(cls, data)
+
+
 def load_config(source: str | None = None, overrides=(), base: dict | None = None) -> Config:
-    """Resolve a config.
+    """Resolve a run config.
 
     ``source`` is a preset name (``thumos14``, ``anet12``, ...) or a YAML path;
     ``base`` (e.g. a checkpoint's saved config) is applied first when given.
     """
-    data: dict = dict(base or {})
-    if source:
-        path = Path(source)
-        if path.suffix in (".yaml", ".yml") or path.is_file():
-            if not path.exists():
-                raise WtalError(f"config file not found: {source}")
-            data = _merge(data, _read_yaml(path))
-        elif (PRESET_DIR / f"{source}.yaml").exists():
-            data = _merge(data, _read_yaml(PRESET_DIR / f"{source}.yaml"))
-        else:
-            raise WtalError(f"unknown config '{source}': not a file, and presets are {', '.join(list_presets())}")
-    for o in overrides:
-        data = _merge(data, parse_override(o))
-    return _build(Config, data).validate()
+    return resolve(Config, source, overrides, base, PRESET_DIR)
+
+
+REMOVED_KEYS = {"data": ("num_workers",), "cbp": ("max_len",)}  # read and ignored in configs saved by wtalkit 0.1
 
 
 def config_from_dict(data: dict) -> Config:
-    return _build(Config, data).validate()
+    """A saved config (checkpoint, ``config.yaml``); keys that wtalkit 0.1 wrote and never read are dropped."""
+    if isinstance(data, dict):
+        data = {k: ({kk: vv for kk, vv in v.items() if kk not in REMOVED_KEYS.get(k, ())} if isinstance(v, dict) else v)
+                for k, v in data.items()}
+    return from_dict(Config, data)

@@ -44,14 +44,14 @@ def prepare_demo_folder(out_dir) -> Path:
 
 def build_demo_data(out: Path, quick: bool, seed: int, console=None) -> tuple[Path, Path]:
     """The demo CLIP checkpoint and dataset (rebuilt each run: deterministic for a seed)."""
-    from wtalkit.clip_utils import encode_class_prompts, load_clip, natural_name, save_random_clip
+    from wtalkit.models.clip import encode_class_prompts, load_clip, class_words, save_random_clip
     from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
     from wtalkit.timeaxis import SnippetGrid
 
     clip_path = save_random_clip(out / "clip_demo.pt", "demo", seed=seed)
     model = load_clip(str(clip_path))
     classes = thumos_layout()["classes"]
-    text = encode_class_prompts(model, [natural_name(c) for c in classes], [TEMPLATE]).numpy()
+    text = encode_class_prompts(model, [class_words(c) for c in classes], [TEMPLATE]).numpy()
     data = out / "data"
     if data.exists():
         import shutil
@@ -70,7 +70,7 @@ def evaluate_scores(scores: dict, data: Path, cfg):
     from wtalkit.data.annotations import load_annotations
     from wtalkit.data.features import Dataset
     from wtalkit.eval.detection import evaluate_detection
-    from wtalkit.infer import detections
+    from wtalkit.localize.predict import detections
 
     ds = Dataset(data)
     grid = ds.stream("cbp").meta.grid
@@ -82,8 +82,8 @@ def evaluate_run(run_or_ckpt, data: Path, branch: str | None = None, cfg=None):
     """Localize the test split with a checkpoint (its default branch unless given) and score it."""
     from wtalkit.data.annotations import load_annotations
     from wtalkit.eval.detection import evaluate_detection
-    from wtalkit.infer import Predictor, localize_dataset
-    from wtalkit.train.run import load_checkpoint, resolve_checkpoint
+    from wtalkit.localize.predict import Predictor, localize_dataset
+    from wtalkit.models.checkpoint import load_checkpoint, resolve_checkpoint
 
     if branch is None:
         branch = load_checkpoint(resolve_checkpoint(run_or_ckpt)).get("default_branch", "cbp")
@@ -96,7 +96,7 @@ def evaluate_run(run_or_ckpt, data: Path, branch: str | None = None, cfg=None):
 def run_demo(out_dir, *, quick: bool = False, seed: int = 0, console=None, progress: bool = True) -> DemoReport:
     """Warm-up, raw VLP, only-F, only-B and alternate on the synthetic data; mAP and Table-3 rows."""
     from wtalkit.config import load_config
-    from wtalkit.pseudolabel import branch_scores, pseudo_labels
+    from wtalkit.train.pseudolabel import branch_scores, pseudo_labels
     from wtalkit.train.alternate import train_alternate
     from wtalkit.train.warmup import train_warmup
 

@@ -82,3 +82,20 @@ def save_torch(path, obj) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def load_torch(path, what: str = "checkpoint"):
+    """Read a torch file without running code from it: ``weights_only=True`` always (tensors and
+    plain containers only); any failure is a one-line :class:`WtalError`."""
+    import torch
+
+    from wtalkit.errors import WtalError
+
+    path = Path(path)
+    if not path.is_file():
+        raise WtalError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle / zip / truncated-file errors, refused globals: all "not a ..."
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise WtalError(f"{path}: not a readable {what} ({msg})") from None

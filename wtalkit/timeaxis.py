@@ -48,9 +48,9 @@ class SnippetGrid:
         start = self.to_seconds(k)
         return start, start + self.seconds_per_snippet
 
-    def centre_frame(self, k):
-        """Index (possibly fractional) of the centre frame of snippet ``k`` on the grid."""
-        return np.asarray(k, dtype=np.float64) * self.stride + (self.length - 1) / 2.0
+    def centres(self, n: int):
+        """Centre times in seconds of snippets ``0..n-1``: the time that places a snippet inside a segment."""
+        return self.to_seconds(np.arange(n) + 0.5)
 
     def to_snippet(self, seconds):
         """Fractional snippet index of a time in seconds (inverse of :meth:`to_seconds`)."""
@@ -73,6 +73,29 @@ class SnippetGrid:
         else:
             offs = np.round(np.linspace(0, self.length - 1, n)).astype(np.int64)
         return k[..., None] * self.stride + offs
+
+
+def inside(times, spans) -> np.ndarray:
+    """Which ``times`` (seconds) lie in one of the closed ``(start, end)`` spans: the one membership rule
+    (ground truth on the snippet grid, OV-OAD frame labels, ignored spans of the OAD evaluation)."""
+    times = np.asarray(times, dtype=np.float64)
+    mask = np.zeros(times.shape, dtype=bool)
+    for s, e in spans:
+        mask |= (times >= s) & (times <= e)
+    return mask
+
+
+def segment_labels(times, segments, classes: list) -> np.ndarray:
+    """Multi-hot ``bool [N, C]``: time ``n`` has class ``c`` when it lies :func:`inside` a segment of ``c``.
+
+    ``segments``: ``(start, end, label)`` triples; a label not in ``classes`` is a ``KeyError``.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    times = np.asarray(times, dtype=np.float64)
+    out = np.zeros((len(times), len(classes)), dtype=bool)
+    for s, e, label in segments:
+        out[:, index[label]] |= inside(times, [(s, e)])
+    return out
 
 
 def segment_from_run(grid: SnippetGrid, first: int, last: int) -> tuple[float, float]:

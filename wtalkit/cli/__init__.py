@@ -1,11 +1,21 @@
-"""The ``wtalkit`` command line: one thin command per library function."""
+"""The ``wtalkit`` command line: one thin command per library function, one file per command."""
 
 from __future__ import annotations
 
 import click
 
 from wtalkit import __version__
+from wtalkit.cli.alternate import alternate
 from wtalkit.cli.common import WtalGroup
+from wtalkit.cli.demo import demo
+from wtalkit.cli.extract import extract
+from wtalkit.cli.importer import import_thumos
+from wtalkit.cli.localize import localize
+from wtalkit.cli.online import online
+from wtalkit.cli.pseudolabel import pseudolabel
+from wtalkit.cli.score import score
+from wtalkit.cli.train_online import train_online
+from wtalkit.cli.warmup import warmup
 
 
 @click.group(cls=WtalGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,15 +24,8 @@ def cli():
     """Weakly-supervised temporal action localization (CBP/VLP distillation-collaboration)."""
 
 
-def _register():
-    # Each module defines one or more commands and adds them to ``cli``.
-    import importlib
-
-    for mod in ("train", "localize", "online", "score", "importer", "extract", "train_online", "demo"):
-        importlib.import_module(f"wtalkit.cli.{mod}").register(cli)
-
-
-_register()
+for command in (warmup, alternate, pseudolabel, localize, online, score, import_thumos, extract, train_online, demo):
+    cli.add_command(command)
 
 
 def main():

@@ -30,7 +30,3 @@ def demo(output, quick, seed, quiet):
     if report.miou_rows:
         console.print(miou_table(report))
     console.print(f"demo finished in {report.seconds / 60:.1f} min; outputs in {output}/")
-
-
-def register(cli):
-    cli.add_command(demo)

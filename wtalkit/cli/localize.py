@@ -48,9 +48,9 @@ def localize(inputs, run, dataset, subset, branch, overrides, as_json, output, d
     from wtalkit import io as wio
     from wtalkit.config import load_config
     from wtalkit.errors import WtalError
-    from wtalkit.infer import Predictor, localize_dataset, localize_feature_files
-    from wtalkit.plot import Plotter
-    from wtalkit.train.run import checkpoint_config, load_checkpoint, resolve_checkpoint
+    from wtalkit.localize.predict import Predictor, localize_dataset, localize_feature_files
+    from wtalkit.localize.plot import Plotter
+    from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
 
     ckpt_path = resolve_checkpoint(run)
     cfg = load_config(None, overrides, base=checkpoint_config(load_checkpoint(ckpt_path)).to_dict())
@@ -72,7 +72,7 @@ def localize(inputs, run, dataset, subset, branch, overrides, as_json, output, d
             if plotter:
                 plotter.draw_feature_files(feats)
         if videos:
-            from wtalkit.infer_video import is_extractable, localize_videos, weights_for
+            from wtalkit.localize.video import is_extractable, localize_videos, weights_for
 
             # figures also want the other branch's stream, when wtalkit can extract it
             streams = tuple(predictor.streams) + tuple(
@@ -131,7 +131,3 @@ def results_table(results: dict, max_rows: int = 10):
         if len(dets) > max_rows:
             table.add_row(video, f"... {len(dets) - max_rows} more", "", "", "")
     return table
-
-
-def register(cli):
-    cli.add_command(localize)

@@ -8,10 +8,6 @@ import sys
 import click
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(online)
-
-
 @click.command("online")
 @click.argument("source", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--classes", default=None, metavar="'A, B, ...'",

@@ -32,54 +32,53 @@ Defaults (oad): every video in the frame files (or those of --subset);
 """
 
 
-def register(cli):
-    @cli.command("score", help=HELP, short_help="Evaluate detections (mAP) or online frame scores (mAP/cAP).")
-    @click.argument("annotations", type=click.Path())
-    @click.argument("results", type=click.Path())
-    @click.option("--subset", default=None, help="Subset to evaluate ('all' for every video).")
-    @click.option("--tiou", "tiou_text", default=None, metavar="LIST",
-                  help="Comma-separated tIoU thresholds, e.g. 0.1,0.2,0.3,0.4,0.5,0.6,0.7.")
-    @click.option("--preset", default=None, metavar="NAME", help="Take tIoUs and test subset from a preset (thumos14, anet12).")
-    @click.option("--protocol", type=click.Choice(["detection", "oad"]), default="detection", show_default=True)
-    @click.option("--ambiguous", "ambiguous_path", default=None, type=click.Path(dir_okay=False),
-                  help="oad: THUMOS Ambiguous_test.txt ('video start end' lines); those frames are dropped.")
-    @click.option("--per-class", is_flag=True, help="Also show the AP of every class.")
-    @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
-    def score(annotations, results, subset, tiou_text, preset, protocol, ambiguous_path, per_class, as_json):
-        if protocol == "oad":
-            from wtalkit.eval.oad import score_oad
+@click.command("score", help=HELP, short_help="Evaluate detections (mAP) or online frame scores (mAP/cAP).")
+@click.argument("annotations", type=click.Path())
+@click.argument("results", type=click.Path())
+@click.option("--subset", default=None, help="Subset to evaluate ('all' for every video).")
+@click.option("--tiou", "tiou_text", default=None, metavar="LIST",
+              help="Comma-separated tIoU thresholds, e.g. 0.1,0.2,0.3,0.4,0.5,0.6,0.7.")
+@click.option("--preset", default=None, metavar="NAME", help="Take tIoUs and test subset from a preset (thumos14, anet12).")
+@click.option("--protocol", type=click.Choice(["detection", "oad"]), default="detection", show_default=True)
+@click.option("--ambiguous", "ambiguous_path", default=None, type=click.Path(dir_okay=False),
+              help="oad: THUMOS Ambiguous_test.txt ('video start end' lines); those frames are dropped.")
+@click.option("--per-class", is_flag=True, help="Also show the AP of every class.")
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
+def score(annotations, results, subset, tiou_text, preset, protocol, ambiguous_path, per_class, as_json):
+    if protocol == "oad":
+        from wtalkit.eval.oad import score_oad
 
-            if tiou_text or preset:
-                raise click.UsageError("--tiou and --preset apply to --protocol detection only")
-            res = score_oad(_annotations_file(annotations), results, subset, ambiguous_path)
-            if as_json:
-                click.echo(json.dumps(res.to_json()))
-                return
-            from wtalkit.eval.report import oad_notes, oad_table
-
-            console = out_console()
-            console.print(oad_table(res))
-            console.print(oad_notes(res), style="dim")
-            return
-
-        from wtalkit.eval.detection import parse_tious, score_detection
-
-        if ambiguous_path:
-            raise click.UsageError("--ambiguous applies to --protocol oad only")
-        tious = parse_tious(tiou_text) if tiou_text is not None else None
-        res = score_detection(annotations, results, subset, tious, preset)
+        if tiou_text or preset:
+            raise click.UsageError("--tiou and --preset apply to --protocol detection only")
+        res = score_oad(_annotations_file(annotations), results, subset, ambiguous_path)
         if as_json:
             click.echo(json.dumps(res.to_json()))
             return
-        from wtalkit.eval.report import detection_notes, detection_table, per_class_table
+        from wtalkit.eval.report import oad_notes, oad_table
 
         console = out_console()
-        if per_class:
-            console.print(per_class_table(res))
-        console.print(detection_table(res))
-        console.print(detection_notes(res), style="dim")
-        if res.n_predictions == 0:
-            err_console.print("[yellow]warning:[/] no prediction of a class with ground truth: every AP is 0")
+        console.print(oad_table(res))
+        console.print(oad_notes(res), style="dim")
+        return
+
+    from wtalkit.eval.detection import parse_tious, score_detection
+
+    if ambiguous_path:
+        raise click.UsageError("--ambiguous applies to --protocol oad only")
+    tious = parse_tious(tiou_text) if tiou_text is not None else None
+    res = score_detection(annotations, results, subset, tious, preset)
+    if as_json:
+        click.echo(json.dumps(res.to_json()))
+        return
+    from wtalkit.eval.report import detection_notes, detection_table, per_class_table
+
+    console = out_console()
+    if per_class:
+        console.print(per_class_table(res))
+    console.print(detection_table(res))
+    console.print(detection_notes(res), style="dim")
+    if res.n_predictions == 0:
+        err_console.print("[yellow]warning:[/] no prediction of a class with ground truth: every AP is 0")
 
 
 def _annotations_file(path: str) -> str:

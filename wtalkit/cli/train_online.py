@@ -5,10 +5,6 @@ from __future__ import annotations
 import click
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(train_online)
-
-
 @click.command("train-online")
 @click.argument("dataset", type=click.Path(file_okay=False, path_type=str))
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),

@@ -19,8 +19,11 @@ from wtalkit.timeaxis import resample_indices
 
 
 def multi_hot(labels, class_index: dict) -> np.ndarray:
+    """Video-level class names -> float32 multi-hot ``[C]`` (``class_index``: name -> column)."""
     y = np.zeros(len(class_index), dtype=np.float32)
     for name in labels:
+        if name not in class_index:
+            raise WtalError(f"label '{name}' is not one of the {len(class_index)} classes")
         y[class_index[name]] = 1.0
     return y
 

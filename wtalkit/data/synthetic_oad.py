@@ -44,7 +44,6 @@ scorer, and the two vocabularies are disjoint lists of action names.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,7 +55,6 @@ from wtalkit.data.features import FeatureStream, StreamMeta
 from wtalkit.errors import WtalError
 from wtalkit.timeaxis import SnippetGrid
 
-DEFAULT_TEMPLATE = "a video of a person doing {}."
 
 # Disjoint vocabularies: "seen" classes (used for training captions) and
 # "unseen" classes (only ever used at test time).
@@ -140,24 +138,21 @@ class SyntheticWorld:
         return x.astype(np.float32), segs
 
 
-def class_text_embeddings(clip_model, classnames: list, template: str = DEFAULT_TEMPLATE) -> np.ndarray:
-    """Normalised CLIP text embeddings ``[K, D]`` of ``template.format(name)``."""
-    from wtalkit.clip_utils import encode_class_prompts
+def build_synthetic_oad(root, class_text, classnames: list, world: SyntheticWorld, n_videos: int,
+                        subset: str, seed: int) -> Path:
+    """Write one synthetic dataset folder (annotations + 4 fps ``vlp`` features).
 
-    return encode_class_prompts(clip_model, list(classnames), [template]).numpy().astype(np.float64)
-
-
-def build_synthetic_oad(root, clip_model, classnames: list, world: SyntheticWorld, n_videos: int,
-                        subset: str, seed: int, template: str = DEFAULT_TEMPLATE) -> Path:
-    """Write one synthetic dataset folder (annotations + 4 fps ``vlp`` features)."""
+    ``class_text(names) -> [K, D]``: the normalised text embedding of each class name (e.g. CLIP
+    prompt embeddings); the frames of an action lie along its class's direction.
+    """
     root = Path(root)
     if (root / "annotations.json").exists():
         raise WtalError(f"{root} already holds a dataset; choose an empty folder")
     if n_videos < 1:
         raise WtalError("n_videos must be >= 1")
-    text = class_text_embeddings(clip_model, classnames, template)
-    if text.shape[1] != world.dim:
-        raise WtalError(f"CLIP embed dim {text.shape[1]} differs from the world's {world.dim}")
+    text = np.asarray(class_text(list(classnames)), dtype=np.float64)
+    if text.shape != (len(classnames), world.dim):
+        raise WtalError(f"class text embeddings {list(text.shape)} do not match {len(classnames)} classes x {world.dim} dims")
     directions = world.frame_direction(text)
     rng = np.random.default_rng(seed)
     stream = FeatureStream.create(root / "features" / "vlp",
@@ -174,30 +169,24 @@ def build_synthetic_oad(root, clip_model, classnames: list, world: SyntheticWorl
         videos[name] = Video(name, subset, duration, [(s, e, classnames[k]) for s, e, k in segs],
                              sorted({classnames[k] for _, _, k in segs}))
     # Annotations last: a folder with annotations.json is a complete dataset.
-    wio.write_json(root / "synthetic.json", {"world_seed": world.seed, "world": asdict(world.spec),
-                                             "template": template, "seed": seed})
+    wio.write_json(root / "synthetic.json", {"world_seed": world.seed, "world": asdict(world.spec), "seed": seed})
     Annotations(list(classnames), videos).save(root / "annotations.json")
     return root
 
 
-def build_zero_shot_pair(root, clip_model, seed: int = 0, n_train: int = 60, n_test: int = 24,
-                         seen=None, unseen=None, spec: WorldSpec = WorldSpec(),
-                         template: str = DEFAULT_TEMPLATE) -> tuple[Path, Path]:
-    """Two datasets in ``root/train`` and ``root/test`` with disjoint vocabularies, one world."""
-    from wtalkit.clip_utils import clip_embed_dim
+def build_zero_shot_pair(root, class_text, dim: int, seed: int = 0, n_train: int = 60, n_test: int = 24,
+                         seen=None, unseen=None, spec: WorldSpec = WorldSpec()) -> tuple[Path, Path]:
+    """Two datasets in ``root/train`` and ``root/test`` with disjoint vocabularies, one world of ``dim`` dims.
 
+    ``class_text(names) -> [K, dim]`` embeds class names (see :func:`build_synthetic_oad`).
+    """
     seen = list(SEEN_CLASSES if seen is None else seen)
     unseen = list(UNSEEN_CLASSES if unseen is None else unseen)
     overlap = sorted(set(seen) & set(unseen))
     if overlap:
         raise WtalError(f"the vocabularies must be disjoint; '{overlap[0]}' is in both")
-    world = SyntheticWorld(clip_embed_dim(clip_model), seed, spec)
+    world = SyntheticWorld(dim, seed, spec)
     root = Path(root)
-    train = build_synthetic_oad(root / "train", clip_model, seen, world, n_train, "train", seed + 1, template)
-    test = build_synthetic_oad(root / "test", clip_model, unseen, world, n_test, "test", seed + 2, template)
+    train = build_synthetic_oad(root / "train", class_text, seen, world, n_train, "train", seed + 1)
+    test = build_synthetic_oad(root / "test", class_text, unseen, world, n_test, "test", seed + 2)
     return train, test
-
-
-def read_info(root) -> dict:
-    """The ``synthetic.json`` written beside a synthetic dataset."""
-    return json.loads((Path(root) / "synthetic.json").read_text())

@@ -38,6 +38,7 @@ import numpy as np
 
 from wtalkit.data.annotations import Annotations
 from wtalkit.errors import WtalError
+from wtalkit.timeaxis import inside
 
 AMBIGUOUS = "ambiguous"  # segments with this label (any case) mark frames to ignore
 
@@ -102,14 +103,6 @@ def ranked_precision_ap(y_true, y_score, calibrated: bool = False) -> float:
     return float(np.sum(gain * prec) / n_pos)
 
 
-def _inside(times: np.ndarray, spans) -> np.ndarray:
-    """Frames whose time lies in one of the closed ``(start, end)`` spans."""
-    mask = np.zeros(times.shape, bool)
-    for s, e in spans:
-        mask |= (times >= s) & (times <= e)
-    return mask
-
-
 def evaluate_oad(annotations: Annotations, frames: dict, ambiguous: dict | None = None) -> OADResult:
     """Per-frame AP and calibrated AP of online scores against the annotations.
 
@@ -145,8 +138,8 @@ def evaluate_oad(annotations: Annotations, frames: dict, ambiguous: dict | None 
                             f"got {list(times.shape)} and {list(scores.shape)}")
         if not (np.isfinite(times).all() and np.isfinite(scores).all()):
             raise WtalError(f"video '{video}': times and scores must be finite numbers")
-        drop = _inside(times, [(s, e) for s, e, lab in v.segments if lab.lower() == AMBIGUOUS])
-        drop |= _inside(times, ambiguous.get(video, ()))
+        drop = inside(times, [(s, e) for s, e, lab in v.segments if lab.lower() == AMBIGUOUS])
+        drop |= inside(times, ambiguous.get(video, ()))
         n_dropped += int(drop.sum())
         keep = ~drop
         y = np.zeros((times.size, len(classes)), bool)

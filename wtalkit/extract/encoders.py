@@ -143,7 +143,7 @@ def _to_tensor_nchw(frames, device):
 
 def clip_backbone_name(spec: str) -> str:
     """``clip:NAME`` for a clip-anytorch model name, ``clip:/abs/path`` for a local file."""
-    from wtalkit.clip_utils import _import_clip
+    from wtalkit.models.clip import _import_clip
 
     spec = spec[len("clip:"):] if spec.startswith("clip:") else spec
     if spec in _import_clip().available_models():
@@ -161,9 +161,9 @@ class ClipImageEncoder(_Encoder):
     """
 
     def __init__(self, spec: str = "ViT-B/16", device="cpu", precision: str = "auto", weights=None):
-        from wtalkit.clip_utils import load_clip
+        from wtalkit.models.clip import load_clip
 
-        from wtalkit.clip_utils import _import_clip, clip_cache_dir
+        from wtalkit.models.clip import _import_clip, clip_cache_dir
 
         self.device = resolve_device(device)
         self.backbone = clip_backbone_name(spec)

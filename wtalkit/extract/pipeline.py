@@ -324,12 +324,3 @@ def extract_video(path, streams: dict, device="cpu", precision: str = "auto", en
                 raise WtalError(f"{path}: the '{name}' encoder produced NaN or infinite features")
             out[name] = feats.astype(np.float32, copy=False)
     return out
-
-
-def extract_dataset(videos, out_dir, streams: dict, overwrite: bool = False, workers: int = 1,
-                    device="cpu", precision: str = "auto", subset: str = "test", progress=None):
-    """Extract ``streams`` for many videos into a dataset folder (see :func:`wtalkit.extract.dataset.extract_dataset`)."""
-    from wtalkit.extract.dataset import extract_dataset as _extract_dataset
-
-    return _extract_dataset(videos, out_dir, streams, overwrite=overwrite, workers=workers, device=device,
-                            precision=precision, subset=subset, progress=progress)

@@ -25,20 +25,13 @@ def load_branch(model: nn.Module, state, name: str, where) -> nn.Module:
     return model
 
 
-def prompt_names(classes: list) -> list:
-    """Class names as the text encoder reads them (``BaseballPitch`` -> ``baseball pitch``)."""
-    from wtalkit.clip_utils import natural_name
-
-    return [natural_name(c) for c in classes]
-
-
 def build_vlp(cfg: Config, classes: list, vis_dim: int, device="cpu", clip_model=None):
     """The VLP branch on the CLIP model named by ``cfg.vlp.clip_model`` (loaded unless given)."""
-    from wtalkit.clip_utils import load_clip
+    from wtalkit.models.clip import class_words, load_clip
     from wtalkit.models.vlp import VLPBranch
 
     clip_model = clip_model if clip_model is not None else load_clip(cfg.vlp.clip_model, device=device)
-    return VLPBranch(clip_model, prompt_names(classes), cfg.vlp, vis_dim=vis_dim)
+    return VLPBranch(clip_model, [class_words(c) for c in classes], cfg.vlp, vis_dim=vis_dim)
 
 
 def build_vlp_from_checkpoint(ckpt: dict, cfg: Config, classes: list, device="cpu"):

@@ -8,7 +8,7 @@ over ``C + 1`` outputs: the ``C`` action classes and one *background* class. Fra
 probabilities ``P_cb [B, T, C]`` are the softmax over the ``C + 1`` outputs with the
 background column dropped, so a frame is an action only where it beats background.
 
-Training is multiple-instance learning with video labels only: the video logit of
+Training (:func:`wtalkit.train.losses.mil_loss`) is multiple-instance learning with video labels only: the video logit of
 each of the ``C + 1`` outputs is the mean of its top-k frame logits
 (``k = max(1, T_valid // topk_ratio)``), and the loss is the cross-entropy between
 their softmax and the video label with background added (every untrimmed video has
@@ -118,15 +118,3 @@ def topk_pool(logits: torch.Tensor, mask: torch.Tensor | None, ratio: int, large
     keep = (torch.arange(kmax, device=logits.device)[None, :] < k[:, None]).to(logits.dtype)  # [B, kmax]
     top = torch.where(keep[..., None] > 0, top, torch.zeros_like(top))
     return top.sum(1) / k[:, None].to(logits.dtype)
-
-
-def mil_loss(logits: torch.Tensor, mask: torch.Tensor | None, labels: torch.Tensor, ratio: int) -> torch.Tensor:
-    """The MIL classification loss on frame logits ``[B, T, C + 1]`` (last = background), labels ``[B, C]``.
-
-    Cross-entropy between the softmax of the top-k pooled video logits and the video label with
-    background switched on, normalised to a distribution.
-    """
-    target = torch.cat([labels.to(logits.dtype), torch.ones_like(labels[:, :1], dtype=logits.dtype)], dim=1)
-    target = target / target.sum(1, keepdim=True)
-    video = topk_pool(logits, mask, ratio)
-    return -(target * F.log_softmax(video, dim=-1)).sum(1).mean()

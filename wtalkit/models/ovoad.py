@@ -94,7 +94,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -102,7 +101,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wtalkit.errors import WtalError
-from wtalkit.online.scorers import Scorer, prompt_name
 
 CHECKPOINT_FORMAT = "wtalkit-ovoad"
 CHECKPOINT_VERSION = 1
@@ -161,9 +159,9 @@ class OVOADConfig:
     @classmethod
     def from_dict(cls, data, prefix: str = "model.") -> "OVOADConfig":
         """Strict construction: unknown keys and ill-typed values are one-line errors."""
-        from wtalkit.config import _build
+        from wtalkit.config import from_dict
 
-        return _build(cls, data, prefix).validate()
+        return from_dict(cls, data, prefix).validate()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -505,14 +503,14 @@ def score_frames(model: OVOAD, feats, text: torch.Tensor, batch_size: int = 512)
 
 def clip_text_templates(clip_model, classnames: list, templates: list) -> torch.Tensor:
     """Frozen CLIP text embeddings ``[K, P, D]`` for every class x template."""
-    from wtalkit.clip_utils import encode_template_texts
+    from wtalkit.models.clip import encode_template_texts
 
     return encode_template_texts(clip_model, classnames, templates).float().cpu()
 
 
 def clip_probe(clip_model) -> torch.Tensor:
     """A fingerprint of the text encoder: the embedding of a fixed sentence."""
-    from wtalkit.clip_utils import encode_texts
+    from wtalkit.models.clip import encode_texts
 
     return encode_texts(clip_model, [PROBE_TEXT])[0].float().cpu()
 
@@ -525,16 +523,11 @@ def checkpoint_dict(model: OVOAD, clip_spec: str, probe: torch.Tensor, extra: di
             "feature_fps": FEATURE_FPS, **(extra or {})}
 
 
-def load_checkpoint(path) -> tuple[OVOAD, dict]:
+def load_ovoad(path) -> tuple[OVOAD, dict]:
     """Load an OV-OAD checkpoint -> ``(model in eval mode, checkpoint dict)``; bad files are WtalErrors."""
-    path = Path(path)
-    if not path.is_file():
-        raise WtalError(f"OV-OAD checkpoint not found: {path}")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle / zip / truncated-file errors all mean "not a checkpoint"
-        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise WtalError(f"{path}: not a readable OV-OAD checkpoint ({msg})") from None
+    from wtalkit import io as wio
+
+    ck = wio.load_torch(path, "OV-OAD checkpoint")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise WtalError(f"{path}: not an OV-OAD checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
     if ck.get("version") != CHECKPOINT_VERSION:
@@ -549,84 +542,3 @@ def load_checkpoint(path) -> tuple[OVOAD, dict]:
     except (KeyError, RuntimeError) as e:
         raise WtalError(f"{path}: checkpoint weights do not match its config ({str(e).splitlines()[0][:160]})") from None
     return model.eval(), ck
-
-
-# --------------------------------------------------------------------------- streaming scorer
-
-
-class OVOADScorer(Scorer):
-    """One stream's state for ``wtalkit online``: ``reset()``, ``step(emb) -> probs[K + 1]``.
-
-    Keeps the last ``window - 1`` frame embeddings; each new frame is scored
-    from the window ending at it (left-padded at the stream start), so the
-    score at frame ``t`` depends only on frames ``<= t``. ``step_many``
-    scores a chunk of consecutive frames at once (the same windows, batched).
-    Scoring runs in float64 so that chunked and frame-by-frame results agree
-    to rounding. Frames are expected at :data:`FEATURE_FPS` (4 fps).
-    """
-
-    fps = FEATURE_FPS
-
-    def __init__(self, model: OVOAD, text: torch.Tensor, classnames: list, batch_size: int = 256):
-        self.model = model.double().eval()
-        self.text = text.double()
-        self.classnames = list(classnames)
-        self.num_classes = len(self.classnames)
-        self.dim = model.cfg.embed_dim
-        self.batch_size = batch_size
-        self.reset()
-
-    def reset(self) -> None:
-        self._hist = torch.zeros(0, self.dim, dtype=torch.float64)
-
-    def step(self, emb) -> np.ndarray:
-        return self.step_many(np.asarray(emb)[None])[0]
-
-    def step_many(self, embs) -> np.ndarray:
-        embs = np.asarray(embs, dtype=np.float64)
-        if embs.ndim != 2 or embs.shape[1] != self.dim:
-            raise WtalError(f"frame embeddings must be [n, {self.dim}], got {list(embs.shape)}")
-        if not np.isfinite(embs).all():
-            raise WtalError("frame embeddings contain NaN or infinite values")
-        if len(embs) == 0:
-            return np.zeros((0, self.num_classes + 1), np.float32)
-        W = self.model.cfg.window
-        seq = torch.cat([self._hist, torch.from_numpy(embs)])
-        h = len(self._hist)
-        out = []
-        with torch.inference_mode():
-            for s in range(h, len(seq), self.batch_size):
-                # Frames before ``seq`` are more than W - 1 frames back or do not exist:
-                # padding them is exact.
-                x, v = make_windows(seq, torch.arange(s, min(s + self.batch_size, len(seq))), W)
-                out.append(self.model.class_probs(self.model(x, v), self.text))
-        self._hist = seq[-(W - 1):] if W > 1 else seq[:0]
-        return torch.cat(out).numpy().astype(np.float32)
-
-
-def build_ovoad_scorer(checkpoint, clip_model, classnames, templates, background=None) -> OVOADScorer:
-    """The ``ovoad`` scorer of ``wtalkit online``.
-
-    ``clip_model``: a loaded CLIP model (or a name/path for
-    :func:`wtalkit.clip_utils.load_clip`); its text encoder must be the one the
-    checkpoint was trained with (checked via a fingerprint). ``background`` is
-    accepted for interface compatibility: OV-OAD's background probability
-    comes from its background mask, not a prompt.
-    """
-    from wtalkit.clip_utils import clip_embed_dim, load_clip
-
-    model, ck = load_checkpoint(checkpoint)
-    if isinstance(clip_model, (str, Path)):
-        clip_model = load_clip(str(clip_model))
-    if clip_embed_dim(clip_model) != model.cfg.embed_dim:
-        raise WtalError(f"{checkpoint}: trained for {model.cfg.embed_dim}-d CLIP embeddings, "
-                        f"the given CLIP model has {clip_embed_dim(clip_model)}")
-    probe = clip_probe(clip_model)
-    saved = ck.get("clip_probe")  # absent or of another size: nothing to compare
-    if isinstance(saved, torch.Tensor) and saved.shape == probe.shape and float(saved @ probe) < 0.999:
-        raise WtalError(f"{checkpoint}: trained with CLIP '{ck.get('clip')}', "
-                        "but the given CLIP model has a different text encoder")
-    templates = list(templates or ck.get("templates") or ["{}"])
-    with torch.inference_mode():
-        text = model.encode_text(clip_text_templates(clip_model, [prompt_name(c) for c in classnames], templates))
-    return OVOADScorer(model, text, classnames)

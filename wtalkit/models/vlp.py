@@ -130,7 +130,7 @@ class PromptTextEncoder(nn.Module):
 
     def __init__(self, clip_model, classnames: list, n_prompts: int, init_std: float):
         super().__init__()
-        from wtalkit.clip_utils import _import_clip
+        from wtalkit.models.clip import _import_clip
 
         clip = _import_clip()
         if not classnames:
@@ -200,7 +200,7 @@ class VLPBranch(nn.Module):
 
     def __init__(self, clip_model, classnames: list, cfg: VLPConfig | None = None, vis_dim: int | None = None):
         super().__init__()
-        from wtalkit.clip_utils import clip_embed_dim
+        from wtalkit.models.clip import clip_embed_dim
 
         cfg = cfg or VLPConfig()
         embed = clip_embed_dim(clip_model)
@@ -283,21 +283,18 @@ class VLPBranch(nn.Module):
         return {"probs": probs, "logits": logits, "features": feats, "text": text}
 
 
-def zero_shot_scores(clip_model, classnames: list, templates: list, vis, scale: float = 100.0) -> torch.Tensor:
-    """The raw (untrained) VLP: ``softmax(scale · cos(F_vis, prompt(class)))`` over classes.
+class RawVLP(nn.Module):
+    """The untrained VLP: zero-shot CLIP with plain prompt templates (``cfg.vlp.templates``)."""
 
-    ``vis [T, D]`` (or ``[..., T, D]``; numpy or torch) CLIP frame features;
-    class embeddings are CLIP's prompt ensemble over ``templates`` (e.g.
-    ``"a video of a person doing {}."``). ``scale`` 100 is the logit scale
-    of the released CLIP models. Returns float32 probabilities ``[T, C]``.
-    """
-    from wtalkit.clip_utils import clip_embed_dim, encode_class_prompts
+    def __init__(self, clip_model, classes: list, templates: list):
+        super().__init__()
+        from wtalkit.models.clip import class_words, encode_class_prompts
 
-    vis = torch.as_tensor(vis, dtype=torch.float32)
-    embed = clip_embed_dim(clip_model)
-    if vis.ndim < 1 or vis.shape[-1] != embed:
-        raise WtalError(f"the vlp features have dimension {vis.shape[-1] if vis.ndim else 0} "
-                        f"but the CLIP model embeds to {embed}")
-    text = encode_class_prompts(clip_model, list(classnames), list(templates)).float().to(vis.device)
-    with torch.no_grad():
-        return (scale * F.normalize(vis, dim=-1) @ text.t()).softmax(dim=-1)
+        self.register_buffer("text", encode_class_prompts(clip_model, [class_words(c) for c in classes], templates).float())
+        self.scale = float(clip_model.logit_scale.exp())
+
+    def forward(self, vis, mask=None):
+        if vis.shape[-1] != self.text.shape[1]:
+            raise WtalError(f"the vlp features have dimension {vis.shape[-1]} but the CLIP model embeds to {self.text.shape[1]}")
+        logits = self.scale * F.normalize(vis, dim=-1) @ self.text.t()
+        return {"probs": logits.softmax(-1), "logits": logits, "features": vis}

@@ -198,7 +198,7 @@ def open_stream(source, clip="ViT-B/16", fps: float = 4.0, feature_fps: float | 
     ``ClipImageEncoder`` (reused as is: one model for many streams, e.g. in
     benchmarks or a service).
     """
-    from wtalkit.clip_utils import clip_embed_dim, load_clip
+    from wtalkit.models.clip import clip_embed_dim, load_clip
 
     loaded = clip if hasattr(clip, "encode") and hasattr(clip, "dim") else None
     path = Path(source)

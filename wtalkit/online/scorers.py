@@ -22,8 +22,8 @@ cosine similarity).
 
 from __future__ import annotations
 
-import importlib
-import re
+
+from pathlib import Path
 
 import numpy as np
 
@@ -45,27 +45,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def prompt_name(name: str) -> str:
-    """The words a class name stands for in a prompt: ``CliffDiving`` / ``cliff_diving`` -> ``cliff diving``.
-
-    Names already written in words are kept as they are; the reported class
-    key is always the name the user gave.
-    """
-    if " " in name.strip():
-        return name.strip()
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ").replace("-", " "))
-    return " ".join(words.split()).lower() if words != name else name
-
-
 def text_classifier(clip_model, classnames: list, templates: list, background: str) -> np.ndarray:
     """Normalised text embeddings ``[K+1, D]`` of the classes and (last) the background prompt.
 
     Each row is the normalised mean of its template embeddings (CLIP prompt
     ensembling); the background prompt goes through the same templates.
     """
-    from wtalkit.clip_utils import encode_class_prompts
+    from wtalkit.models.clip import class_words, encode_class_prompts
 
-    names = [prompt_name(c) for c in classnames] + [background]
+    names = [class_words(c) for c in classnames] + [background]
     return encode_class_prompts(clip_model, names, list(templates)).cpu().numpy().astype(np.float32)
 
 
@@ -169,19 +157,6 @@ class ClipEMAScorer(ClipScorer):
         return out
 
 
-def _ovoad_builder():
-    """``wtalkit.models.ovoad.build_ovoad_scorer``, imported only when the model is asked for."""
-    try:
-        mod = importlib.import_module("wtalkit.models.ovoad")
-    except ModuleNotFoundError as e:
-        why = "" if e.name == "wtalkit.models.ovoad" else f" (missing module '{e.name}')"
-        raise WtalError(f"the ovoad model is not available{why}") from None
-    fn = getattr(mod, "build_ovoad_scorer", None)
-    if fn is None:
-        raise WtalError("the ovoad model is not available")
-    return fn
-
-
 def build_scorer(name: str, clip_model, classnames: list, templates: list, background: str, **options) -> Scorer:
     """The scorer ``name`` for these classes.
 
@@ -205,7 +180,7 @@ def build_scorer(name: str, clip_model, classnames: list, templates: list, backg
     if name == "ovoad":
         if not options.get("checkpoint"):
             raise WtalError("--model ovoad needs --checkpoint PATH")
-        return _ovoad_builder()(options["checkpoint"], clip_model, classnames, templates, background)
+        return build_ovoad_scorer(options["checkpoint"], clip_model, classnames, templates, background)
     text = text_classifier(clip_model, classnames, templates or list(DEFAULT_TEMPLATES), background)
     scale = options.get("logit_scale", LOGIT_SCALE)
     if name == "clip-frame":
@@ -229,3 +204,89 @@ def _check_classes(classnames: list, background: str) -> None:
         raise WtalError("the background prompt must be a non-empty string")
     if background in seen:
         raise WtalError(f"the background prompt '{background}' is also a class name")
+
+
+class OVOADScorer(Scorer):
+    """One stream's state for ``wtalkit online``: ``reset()``, ``step(emb) -> probs[K + 1]``.
+
+    Keeps the last ``window - 1`` frame embeddings; each new frame is scored
+    from the window ending at it (left-padded at the stream start), so the
+    score at frame ``t`` depends only on frames ``<= t``. ``step_many``
+    scores a chunk of consecutive frames at once (the same windows, batched).
+    Scoring runs in float64 so that chunked and frame-by-frame results agree
+    to rounding. Frames are expected at the model's
+    :data:`~wtalkit.models.ovoad.FEATURE_FPS` (4 fps).
+    """
+
+    def __init__(self, model, text, classnames: list, batch_size: int = 256):
+        self.model = model.double().eval()
+        self.text = text.double()
+        self.classnames = list(classnames)
+        self.num_classes = len(self.classnames)
+        self.dim = model.cfg.embed_dim
+        self.batch_size = batch_size
+        self.reset()
+
+    def reset(self) -> None:
+        import torch
+
+        self._hist = torch.zeros(0, self.dim, dtype=torch.float64)
+
+    def step(self, emb) -> np.ndarray:
+        return self.step_many(np.asarray(emb)[None])[0]
+
+    def step_many(self, embs) -> np.ndarray:
+        embs = np.asarray(embs, dtype=np.float64)
+        if embs.ndim != 2 or embs.shape[1] != self.dim:
+            raise WtalError(f"frame embeddings must be [n, {self.dim}], got {list(embs.shape)}")
+        if not np.isfinite(embs).all():
+            raise WtalError("frame embeddings contain NaN or infinite values")
+        if len(embs) == 0:
+            return np.zeros((0, self.num_classes + 1), np.float32)
+        import torch
+
+        from wtalkit.models.ovoad import make_windows
+
+        W = self.model.cfg.window
+        seq = torch.cat([self._hist, torch.from_numpy(embs)])
+        h = len(self._hist)
+        out = []
+        with torch.inference_mode():
+            for s in range(h, len(seq), self.batch_size):
+                # Frames before ``seq`` are more than W - 1 frames back or do not exist:
+                # padding them is exact.
+                x, v = make_windows(seq, torch.arange(s, min(s + self.batch_size, len(seq))), W)
+                out.append(self.model.class_probs(self.model(x, v), self.text))
+        self._hist = seq[-(W - 1):] if W > 1 else seq[:0]
+        return torch.cat(out).numpy().astype(np.float32)
+
+
+def build_ovoad_scorer(checkpoint, clip_model, classnames, templates, background=None) -> OVOADScorer:
+    """The ``ovoad`` scorer of ``wtalkit online``.
+
+    ``clip_model``: a loaded CLIP model (or a name/path for
+    :func:`wtalkit.models.clip.load_clip`); its text encoder must be the one the
+    checkpoint was trained with (checked via a fingerprint). ``background`` is
+    accepted for interface compatibility: OV-OAD's background probability
+    comes from its background mask, not a prompt.
+    """
+    import torch
+
+    from wtalkit.models.clip import class_words, clip_embed_dim, load_clip
+    from wtalkit.models.ovoad import clip_probe, clip_text_templates, load_ovoad
+
+    model, ck = load_ovoad(checkpoint)
+    if isinstance(clip_model, (str, Path)):
+        clip_model = load_clip(str(clip_model))
+    if clip_embed_dim(clip_model) != model.cfg.embed_dim:
+        raise WtalError(f"{checkpoint}: trained for {model.cfg.embed_dim}-d CLIP embeddings, "
+                        f"the given CLIP model has {clip_embed_dim(clip_model)}")
+    probe = clip_probe(clip_model)
+    saved = ck.get("clip_probe")  # absent or of another size: nothing to compare
+    if isinstance(saved, torch.Tensor) and saved.shape == probe.shape and float(saved @ probe) < 0.999:
+        raise WtalError(f"{checkpoint}: trained with CLIP '{ck.get('clip')}', "
+                        "but the given CLIP model has a different text encoder")
+    templates = list(templates or ck.get("templates") or ["{}"])
+    with torch.inference_mode():
+        text = model.encode_text(clip_text_templates(clip_model, [class_words(c) for c in classnames], templates))
+    return OVOADScorer(model, text, classnames)

@@ -10,7 +10,7 @@ Starting from the warm-up CBP branch, each round runs
   its MIL classification loss plus ``L_kd + λ·L_fb``.
 
 Pseudo-labels are computed on the fly, on exactly the crop being trained,
-by the frozen branch in eval mode (:func:`wtalkit.pseudo.ternary_labels`).
+by the frozen branch in eval mode (:func:`wtalkit.train.pseudo.ternary_labels`).
 
 Ablation schedules (the paper's Tables 4-5): ``only-f`` (raw zero-shot VLP
 pseudo-labels train CBP; no B step), ``only-b`` (the warm CBP trains VLP; no F
@@ -36,13 +36,15 @@ from wtalkit.config import Config
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
 from wtalkit.errors import WtalError
-from wtalkit.losses import distill_loss
-from wtalkit.models.build import build_cbp, build_vlp, load_branch, prompt_names
-from wtalkit.models.cbp import mil_loss
-from wtalkit.pseudo import ternary_labels
+from wtalkit.train.losses import distill_loss
+from wtalkit.models.build import build_cbp, build_vlp, load_branch
+from wtalkit.models.vlp import RawVLP
+from wtalkit.train.losses import mil_loss
+from wtalkit.train.pseudo import ternary_labels
 from wtalkit.train.progress import training_progress
-from wtalkit.train.run import Run, check_compatible, load_checkpoint, restore_rng, rng_state, seed_everything
-from wtalkit.train.warmup import make_optimizer
+from wtalkit.train.run import Run, restore_rng, rng_state, seed_everything
+from wtalkit.models.checkpoint import check_compatible, load_checkpoint
+from wtalkit.train.optim import make_optimizer
 
 
 def plan(cfg: Config) -> list:
@@ -61,21 +63,6 @@ def default_branch(cfg: Config) -> str:
     return "fused" if cfg.train.schedule == "only-b" else "cbp"
 
 
-class RawVLP(torch.nn.Module):
-    """The untrained VLP: zero-shot CLIP with plain prompt templates (``cfg.vlp.templates``)."""
-
-    def __init__(self, clip_model, classes: list, templates: list):
-        super().__init__()
-        from wtalkit.clip_utils import encode_class_prompts
-
-        self.register_buffer("text", encode_class_prompts(clip_model, prompt_names(classes), templates).float())
-        self.scale = float(clip_model.logit_scale.exp())
-
-    def forward(self, vis, mask=None):
-        logits = self.scale * torch.nn.functional.normalize(vis, dim=-1) @ self.text.t()
-        return {"probs": logits.softmax(-1), "logits": logits, "features": vis}
-
-
 class Trainer:
     """Holds both branches, their optimizers and the data for one alternate run."""
 
@@ -88,7 +75,7 @@ class Trainer:
         classes = self.dataset.classes
         self.cbp = build_cbp(cfg, self.bank.dim("cbp"), len(classes)).to(self.device)
         load_branch(self.cbp, warm_ckpt["models"]["cbp"], "cbp", "the warm-up checkpoint")
-        from wtalkit.clip_utils import load_clip
+        from wtalkit.models.clip import load_clip
 
         clip_model = load_clip(cfg.vlp.clip_model, device=self.device)
         self.vlp = build_vlp(cfg, classes, self.bank.dim("vlp"), device=self.device, clip_model=clip_model).to(self.device)

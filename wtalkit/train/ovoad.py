@@ -39,7 +39,7 @@ import numpy as np
 from wtalkit import io as wio
 from wtalkit.errors import WtalError
 from wtalkit.models.ovoad import FEATURE_FPS, OVOADConfig
-from wtalkit.timeaxis import SnippetGrid
+from wtalkit.timeaxis import SnippetGrid, segment_labels
 
 DEFAULT_TEMPLATES = ["a video of a person doing {}."]
 
@@ -55,7 +55,7 @@ class OVOADTrainSection:
     grad_clip: float = 1.0  # 0 disables
     alpha: float = 0.1  # weight of the current-frame-to-caption contrastive loss
     beta: float = 1.0  # weight of the background-mask dice loss
-    templates: list = field(default_factory=lambda: list(DEFAULT_TEMPLATES))  # caption templates
+    templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))  # caption templates
     seed: int = 0
     device: str = "cpu"
 
@@ -95,17 +95,9 @@ class OVOADRunConfig:
 
 def load_run_config(source=None, overrides=(), base: dict | None = None) -> OVOADRunConfig:
     """Resolve a training config: defaults <- ``base`` <- YAML file ``source`` <- ``--set`` overrides."""
-    from wtalkit.config import _build, _merge, _read_yaml, parse_override
+    from wtalkit.config import resolve
 
-    data: dict = dict(base or {})
-    if source:
-        path = Path(source)
-        if not path.is_file():
-            raise WtalError(f"config file not found: {source} (train-online takes a YAML file; it has no presets)")
-        data = _merge(data, _read_yaml(path))
-    for o in overrides:
-        data = _merge(data, parse_override(o))
-    return _build(OVOADRunConfig, data).validate()
+    return resolve(OVOADRunConfig, source, overrides, base)
 
 
 # --------------------------------------------------------------------------- data
@@ -128,12 +120,7 @@ def resample_to_grid(feats: np.ndarray, src: SnippetGrid, dst: SnippetGrid | Non
 def frame_labels(video, classes: list, n: int, grid: SnippetGrid | None = None) -> np.ndarray:
     """Multi-hot ``[n, K]`` labels of the frames of ``grid`` (a frame is labelled by its centre time)."""
     grid = grid or SnippetGrid(FEATURE_FPS, 1, 1)
-    centres = grid.to_seconds(np.arange(n) + 0.5)
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.zeros((n, len(classes)), dtype=bool)
-    for s, e, label in video.segments:
-        y[(centres >= s) & (centres < e), index[label]] = True
-    return y
+    return segment_labels(grid.centres(n), video.segments, classes)
 
 
 @dataclass
@@ -286,10 +273,10 @@ def train_ovoad(dataset, out_dir, clip: str = "ViT-B/16", config: OVOADRunConfig
     """
     import torch
 
-    from wtalkit.clip_utils import clip_embed_dim, load_clip
+    from wtalkit.models.clip import clip_embed_dim, load_clip
     from wtalkit.data.features import Dataset
     from wtalkit.models.ovoad import OVOAD, checkpoint_dict, clip_probe, clip_text_templates
-    from wtalkit.online.scorers import prompt_name
+    from wtalkit.models.clip import class_words
 
     cfg = (config or OVOADRunConfig()).validate()
     out_dir = Path(out_dir)
@@ -320,7 +307,7 @@ def train_ovoad(dataset, out_dir, clip: str = "ViT-B/16", config: OVOADRunConfig
     if table.num_frames < t.batch_size:
         raise WtalError(f"only {table.num_frames} training frames; lower train.batch_size (now {t.batch_size})")
     # Class tags become words the way the online scorers write them (CliffDiving -> cliff diving).
-    captions = clip_text_templates(clip_model, [prompt_name(c) for c in table.classes], t.templates).to(device)
+    captions = clip_text_templates(clip_model, [class_words(c) for c in table.classes], t.templates).to(device)
     probe = clip_probe(clip_model)
 
     torch.manual_seed(t.seed)

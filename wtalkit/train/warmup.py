@@ -21,13 +21,11 @@ from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, load_branch
-from wtalkit.models.cbp import mil_loss
+from wtalkit.train.losses import mil_loss
+from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
-from wtalkit.train.run import Run, load_checkpoint, restore_rng, rng_state, seed_everything
-
-
-def make_optimizer(params, cfg: Config) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+from wtalkit.train.run import Run, restore_rng, rng_state, seed_everything
+from wtalkit.models.checkpoint import load_checkpoint
 
 
 def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None) -> float:

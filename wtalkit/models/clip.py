@@ -139,7 +139,12 @@ def encode_class_prompts(model, classnames: list, templates: list):
     return emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def natural_name(name: str) -> str:
-    """A class name as words for text prompts: ``BaseballPitch`` -> ``baseball pitch``, ``high_jump`` -> ``high jump``."""
+def class_words(name: str) -> str:
+    """The words a class name stands for in a text prompt (the one rule every prompt in wtalkit uses).
+
+    ``BaseballPitch`` -> ``baseball pitch``, ``high_jump`` -> ``high jump``,
+    ``Playing-guitar`` -> ``playing guitar``, ``TV`` -> ``tv``. Lower case throughout:
+    CLIP's tokenizer lower-cases its input anyway, so case never changes an embedding.
+    """
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ").replace("-", " "))
     return " ".join(words.split()).lower()

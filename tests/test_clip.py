@@ -1,15 +1,15 @@
 import pytest
 import torch
 
-from wtalkit.clip_utils import clip_embed_dim, encode_class_prompts, load_clip, natural_name
+from wtalkit.models.clip import clip_embed_dim, encode_class_prompts, load_clip, class_words
 from wtalkit.errors import WtalError
 
 
-def test_natural_name():
-    assert natural_name("BaseballPitch") == "baseball pitch"
-    assert natural_name("high_jump") == "high jump"
-    assert natural_name("CleanAndJerk") == "clean and jerk"
-    assert natural_name("Playing-guitar") == "playing guitar"
+def test_class_words():
+    assert class_words("BaseballPitch") == "baseball pitch"
+    assert class_words("high_jump") == "high jump"
+    assert class_words("CleanAndJerk") == "clean and jerk"
+    assert class_words("Playing-guitar") == "playing guitar"
 
 
 def test_load_clip_through_clip_load(tiny_clip_path):

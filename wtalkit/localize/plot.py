@@ -194,11 +194,11 @@ class ScoreCurves:
 
     The predictor's own branch gives the final scores and detections (exactly
     what ``localize`` reports); a branch it did not load (VLP for a CBP
-    predictor, say) gets its own :class:`~wtalkit.infer.Predictor`.
+    predictor, say) gets its own :class:`~wtalkit.localize.predict.Predictor`.
     """
 
     def __init__(self, predictor):
-        from wtalkit.infer import Predictor
+        from wtalkit.localize.predict import Predictor
 
         self.predictor = predictor
         self.by_branch = {}
@@ -282,7 +282,7 @@ class Plotter:
         return targets
 
     def on_video(self, item) -> None:
-        """Callback for :func:`wtalkit.infer_video.localize_videos`."""
+        """Callback for :func:`wtalkit.localize.video.localize_videos`."""
         self.draw(item.name, item.feats, item.metas, item.duration)
 
     def draw_dataset(self, dataset_dir, names) -> None:
@@ -307,7 +307,7 @@ class Plotter:
             self.draw(name, feats, metas, v.duration if v else None, v.segments if v else None)
 
     def draw_feature_files(self, files) -> None:
-        """Figures for loose feature files (the layout of :func:`wtalkit.infer.localize_feature_files`; no ground truth)."""
+        """Figures for loose feature files (the layout of :func:`wtalkit.localize.predict.localize_feature_files`; no ground truth)."""
         from wtalkit.data.annotations import read_json
         from wtalkit.data.features import StreamMeta, load_feature_file
 

@@ -175,7 +175,7 @@ def localize_videos(predictor, videos: list, device="cpu", weights: dict | None 
                     on_video: Callable[[LocalizedVideo], None] | None = None) -> dict:
     """Results JSON ``{"results": {VIDEO_STEM: [...]}}`` for raw video files.
 
-    ``predictor``: a :class:`wtalkit.infer.Predictor`. Its streams are
+    ``predictor``: a :class:`wtalkit.localize.predict.Predictor`. Its streams are
     extracted with the backbones and grids recorded in the checkpoint
     (``weights`` maps a backbone to a local weights file, see
     :func:`weights_for`), then localized; segments are in seconds of each

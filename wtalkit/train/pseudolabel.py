@@ -3,7 +3,7 @@
 ``branch``: ``cbp`` / ``vlp`` (the trained branches of a run) or ``raw-vlp``
 (zero-shot CLIP with plain prompt templates, no training: the only-F teacher
 and the paper's "raw VLP" row). Pseudo-labels use the video-level labels of
-the annotations (``wtalkit.pseudo.ternary_labels``); where ground-truth
+the annotations (``wtalkit.train.pseudo.ternary_labels``); where ground-truth
 segments exist, the paper's Table-3 metrics (FG/BG mIoU) are computed.
 """
 
@@ -18,8 +18,9 @@ from wtalkit.data.features import Dataset
 from wtalkit.data.loader import multi_hot
 from wtalkit.errors import WtalError
 from wtalkit.models.cbp import topk_pool
-from wtalkit.pseudo import FBIoU, gt_foreground, pseudo_meta, save_pseudo_labels, ternary_labels
-from wtalkit.train.run import check_compatible, checkpoint_config, load_checkpoint, resolve_checkpoint
+from wtalkit.eval.pseudo import FBIoU
+from wtalkit.train.pseudo import gt_foreground, pseudo_meta, save_pseudo_labels, ternary_labels
+from wtalkit.models.checkpoint import check_compatible, checkpoint_config, load_checkpoint, resolve_checkpoint
 
 BRANCHES = ("cbp", "vlp", "raw-vlp")
 
@@ -28,8 +29,8 @@ class RawVLPScorer:
     """Zero-shot CLIP frame scores: ``softmax(logit_scale · cos(F_vis, prompt(class)))``."""
 
     def __init__(self, clip_spec: str, classes: list, templates: list, device="cpu"):
-        from wtalkit.clip_utils import load_clip
-        from wtalkit.train.alternate import RawVLP
+        from wtalkit.models.clip import load_clip
+        from wtalkit.models.vlp import RawVLP
 
         self.model = RawVLP(load_clip(clip_spec, device=device), classes, templates).to(device)
         self.device = device
@@ -54,9 +55,9 @@ def branch_scores(run, dataset_dir, branch: str, subset: str | None, templates=N
             p = scorer(ds.stream("vlp").load(v.name))
             out[v.name] = (p, topk_pool(torch.from_numpy(p)[None], None, cfg.cbp.topk_ratio)[0].numpy())
         return out
-    from wtalkit.infer import Predictor
+    from wtalkit.models.trained import TrainedModel
 
-    pred = Predictor(ckpt_path, branch=branch, device=device, cfg=cfg)
+    pred = TrainedModel(ckpt_path, branch=branch, device=device, cfg=cfg)
     check_compatible(pred.ckpt, ds.classes, {stream: ds.stream(stream).meta}, str(ds.root))
     for v in ds.videos(subset, stream=stream):
         out[v.name] = pred.branch_scores(branch, ds.stream(stream).load(v.name))

@@ -1,0 +1,80 @@
+"""Inference: frame scores -> video classes -> proposals -> soft-NMS -> results JSON.
+
+The paper's pipeline on the CBP branch: keep the classes whose video score
+exceeds ``theta_cls`` (the top-scoring class when none does, so every video
+gets detections), threshold the frame scores of each kept class at every
+``theta_loc``, turn connected runs into proposals scored by their maximum frame
+score, then Gaussian soft-NMS per class. ``--branch vlp|fused`` runs the same
+post-processing on the VLP branch or on the average of both (analysis only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wtalkit.config import InferConfig
+from wtalkit.data.features import Dataset, StreamMeta, load_feature_file
+from wtalkit.localize.proposals import proposals_from_scores
+from wtalkit.localize.softnms import soft_nms
+from wtalkit.timeaxis import SnippetGrid
+from wtalkit.models.checkpoint import check_compatible
+from wtalkit.models.trained import TrainedModel
+
+def detections(probs: np.ndarray, video_scores: np.ndarray, grid: SnippetGrid, classes: list,
+               cfg: InferConfig) -> list:
+    """ActivityNet-style detections for one video from frame probabilities ``[T, C]``."""
+    keep = np.flatnonzero(video_scores > cfg.theta_cls)
+    if len(keep) == 0:
+        keep = np.array([int(np.argmax(video_scores))])
+    props = proposals_from_scores(probs, keep, cfg.theta_loc, grid)
+    props = soft_nms(props, sigma=cfg.nms_sigma, max_keep=cfg.max_proposals, min_score=cfg.min_score)
+    return [{"label": classes[int(c)], "score": round(float(s), 6), "segment": [round(float(a), 3), round(float(b), 3)]}
+            for c, a, b, s in props]
+
+
+class Predictor(TrainedModel):
+    """A trained model ready for localization, loaded from a run folder or checkpoint file."""
+
+    def localize(self, feats: dict, metas: dict | None = None) -> tuple[list, np.ndarray, np.ndarray]:
+        """Detections for one video: ``(detections, frame_probs, video_scores)``."""
+        metas = metas or self.metas
+        feats = self.align(feats, metas)
+        probs, video = self.scores(feats)
+        return detections(probs, video, metas[self.streams[0]].grid, self.classes, self.cfg.infer), probs, video
+
+
+def localize_dataset(predictor: Predictor, dataset_dir, subset: str | None, on_video=None) -> dict:
+    """Results JSON for a subset of a dataset (``{"results": {VIDEO: [...]}}``)."""
+    ds = Dataset(dataset_dir)
+    metas = {s: ds.stream(s).meta for s in predictor.streams}
+    check_compatible(predictor.ckpt, ds.classes, metas, str(ds.root))
+    vids = ds.videos(subset, stream=predictor.streams[0])
+    results = {}
+    for v in vids:
+        feats = {s: ds.stream(s).load(v.name) for s in predictor.streams}
+        results[v.name], _, _ = predictor.localize(feats, metas)
+        if on_video:
+            on_video(v.name)
+    return {"results": results}
+
+
+def localize_feature_files(predictor: Predictor, files: list) -> dict:
+    """Results for loose feature files: ``VIDEO.npy`` of the first stream, other streams found as
+    ``../STREAM/VIDEO.npy`` beside it (the dataset layout); each folder's ``meta.json`` gives the grid."""
+    from wtalkit.data.annotations import read_json
+
+    results = {}
+    for f in files:
+        f = Path(f)
+        feats, metas = {}, {}
+        for s in predictor.streams:
+            path = f if s == predictor.streams[0] else f.parent.parent / s / f.name
+            meta_path = path.parent / "meta.json"
+            meta = StreamMeta.from_dict(read_json(meta_path), str(meta_path)) if meta_path.exists() else predictor.metas[s]
+            feats[s] = load_feature_file(path, predictor.metas[s].dim)
+            metas[s] = meta
+        check_compatible(predictor.ckpt, predictor.classes, metas, str(f))
+        results[f.stem], _, _ = predictor.localize(feats, metas)
+    return {"results": results}
