@@ -38,16 +38,34 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-THUMOS_CLASSES = ["baseball pitch", "basketball dunk", "billiards", "clean and jerk", "cliff diving",
-                  "cricket bowling", "cricket shot", "diving", "frisbee catch", "golf swing", "hammer throw",
-                  "high jump", "javelin throw", "long jump", "pole vault", "shotput", "soccer penalty",
-                  "tennis swing", "throw discus", "volleyball spiking"]
+THUMOS_CLASSES = [
+    "baseball pitch",
+    "basketball dunk",
+    "billiards",
+    "clean and jerk",
+    "cliff diving",
+    "cricket bowling",
+    "cricket shot",
+    "diving",
+    "frisbee catch",
+    "golf swing",
+    "hammer throw",
+    "high jump",
+    "javelin throw",
+    "long jump",
+    "pole vault",
+    "shotput",
+    "soccer penalty",
+    "tennis swing",
+    "throw discus",
+    "volleyball spiking",
+]
 
 
 def random_clip_file(arch: str) -> Path:
     """A random-weight CLIP checkpoint of ``arch``, cached in the temp folder across runs (written atomically)."""
-    from wtalkit.models.clip import save_random_clip
     from wtalkit.io import atomic_path
+    from wtalkit.models.clip import save_random_clip
 
     path = Path(tempfile.gettempdir()) / f"wtalkit-bench-random-clip-{arch.replace('/', '-')}.pt"
     if not path.exists():
@@ -79,7 +97,8 @@ class SyntheticBatches:
         # mean separate the classes, so frames along them get confident zero-shot scores.
         self.text = torch.nn.functional.normalize(text - text.mean(0), dim=-1)
         self.cbp_dirs = torch.nn.functional.normalize(
-            torch.randn(args.classes, args.cbp_dim, generator=torch.Generator().manual_seed(seed + 1)), dim=-1)
+            torch.randn(args.classes, args.cbp_dim, generator=torch.Generator().manual_seed(seed + 1)), dim=-1
+        )
 
     def batch(self, i: int, device):
         import torch
@@ -96,8 +115,8 @@ class SyntheticBatches:
                 length = int(torch.randint(T // 10, T // 4, (1,), generator=g))
                 start = int(torch.randint(0, T - length, (1,), generator=g))
                 labels[b, c] = 1
-                vlp[b, start:start + length] = vlp[b, start:start + length] * 0.3 + self.text[c]
-                cbp[b, start:start + length] += 3 * self.cbp_dirs[c] * a.cbp_dim ** 0.5 / 8
+                vlp[b, start : start + length] = vlp[b, start : start + length] * 0.3 + self.text[c]
+                cbp[b, start : start + length] += 3 * self.cbp_dirs[c] * a.cbp_dim**0.5 / 8
         return cbp.to(device), vlp.to(device), labels.to(device)
 
 
@@ -105,12 +124,11 @@ def run_phase(args, phase: str, clip_model=None) -> dict:
     """One phase (``b`` or ``f``) in this process; returns the measurements as a dict."""
     import torch
 
-    from wtalkit.models.clip import load_clip
     from wtalkit.config import CBPConfig, LossConfig, VLPConfig
-    from wtalkit.train.losses import distill_loss
     from wtalkit.models.cbp import CBPBranch
-    from wtalkit.train.losses import mil_loss
+    from wtalkit.models.clip import load_clip
     from wtalkit.models.vlp import VLPBranch
+    from wtalkit.train.losses import distill_loss, mil_loss
     from wtalkit.train.pseudo import ternary_labels
 
     torch.manual_seed(0)
@@ -174,33 +192,49 @@ def run_phase(args, phase: str, clip_model=None) -> dict:
     steps_per_epoch = -(-args.videos // args.batch_size)
     frac = (counts / counts.sum()).tolist()
     return {
-        "phase": phase, "iters_timed": len(train_t),
-        "label_s": statistics.mean(label_t), "train_s": statistics.mean(train_t),
+        "phase": phase,
+        "iters_timed": len(train_t),
+        "label_s": statistics.mean(label_t),
+        "train_s": statistics.mean(train_t),
         "epoch_s": steps_per_epoch * (statistics.mean(label_t) + statistics.mean(train_t)),
-        "setup_rss_mb": setup_rss, "peak_rss_mb": peak_rss_mb(),
+        "setup_rss_mb": setup_rss,
+        "peak_rss_mb": peak_rss_mb(),
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "trainable_params": sum(p.numel() for p in student.parameters() if p.requires_grad),
-        "label_frac": frac, "kd": statistics.mean(x["kd"] for x in parts), "fb": statistics.mean(x["fb"] for x in parts),
-        "threads": torch.get_num_threads(), "device": str(device),
+        "label_frac": frac,
+        "kd": statistics.mean(x["kd"] for x in parts),
+        "fb": statistics.mean(x["fb"] for x in parts),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
     }
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="20 videos of T=200 in one process (one warm-up and one timed iteration per phase)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="20 videos of T=200 in one process (one warm-up and one timed iteration per phase)",
+    )
     ap.add_argument("--videos", type=int, default=200)
     ap.add_argument("--T", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--classes", type=int, default=20)
     ap.add_argument("--cbp-dim", type=int, default=2048)
     ap.add_argument("--vlp-dim", type=int, default=512)
-    ap.add_argument("--clip", default="ViT-B/16", help="CLIP architecture of the random text encoder (wtalkit.models.clip.CLIP_ARCHS)")
+    ap.add_argument(
+        "--clip",
+        default="ViT-B/16",
+        help="CLIP architecture of the random text encoder (wtalkit.models.clip.CLIP_ARCHS)",
+    )
     ap.add_argument("--max-iters", type=int, default=0, help="timed iterations per phase (0: one epoch)")
     ap.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--inprocess", action="store_true",
-                    help="run both phases in this process, loading CLIP once (the F step's peak RSS then includes the B step's)")
+    ap.add_argument(
+        "--inprocess",
+        action="store_true",
+        help="run both phases in this process, loading CLIP once (the F step's peak RSS then includes the B step's)",
+    )
     ap.add_argument("--phase", choices=["b", "f"], help=argparse.SUPPRESS)
     ap.add_argument("--clip-path", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -212,6 +246,7 @@ def parse_args(argv=None):
 def _cuda_available() -> bool:
     try:
         import torch
+
         return torch.cuda.is_available()
     except Exception:  # pragma: no cover
         return False
@@ -231,9 +266,11 @@ def main(argv=None):
 
         torch.set_num_threads(args.threads)
     clip_path = random_clip_file(args.clip)
-    print(f"random {args.clip} CLIP: {clip_path}; "
-          f"{args.videos} videos x T={args.T}, batch {args.batch_size}, {args.classes} classes, device {args.device}",
-          flush=True)
+    print(
+        f"random {args.clip} CLIP: {clip_path}; "
+        f"{args.videos} videos x T={args.T}, batch {args.batch_size}, {args.classes} classes, device {args.device}",
+        flush=True,
+    )
     rows = []
     if args.inprocess:
         from wtalkit.models.clip import load_clip
@@ -244,28 +281,45 @@ def main(argv=None):
     else:
         passthrough = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
         for phase in ("b", "f"):
-            cmd = [sys.executable, __file__, *passthrough, "--videos", str(args.videos), "--T", str(args.T),
-                   "--phase", phase, "--clip-path", str(clip_path)]
+            cmd = [
+                sys.executable,
+                __file__,
+                *passthrough,
+                "--videos",
+                str(args.videos),
+                "--T",
+                str(args.T),
+                "--phase",
+                phase,
+                "--clip-path",
+                str(clip_path),
+            ]
             res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
             if res.returncode != 0:
                 sys.exit(f"phase {phase} failed:\n{res.stderr[-3000:]}")
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
     print()
-    hdr = (f"{'step':<7}{'student':<9}{'teacher':<9}{'timed it':>9}{'label s/it':>11}{'train s/it':>11}"
-           f"{'epoch s':>9}{'RSS setup MB':>13}{'peak MB':>9}{'trainable':>11}  frames fg/bg/unc")
+    hdr = (
+        f"{'step':<7}{'student':<9}{'teacher':<9}{'timed it':>9}{'label s/it':>11}{'train s/it':>11}"
+        f"{'epoch s':>9}{'RSS setup MB':>13}{'peak MB':>9}{'trainable':>11}  frames fg/bg/unc"
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         student, teacher = ("VLP", "CBP") if r["phase"] == "b" else ("CBP", "VLP")
         peak = r["cuda_peak_mb"] if r["cuda_peak_mb"] is not None else r["peak_rss_mb"]
         fg, bg, unc = r["label_frac"]
-        print(f"{r['phase'].upper() + ' step':<7}{student:<9}{teacher:<9}{r['iters_timed']:>9}{r['label_s']:>11.3f}"
-              f"{r['train_s']:>11.3f}{r['epoch_s']:>9.1f}{r['setup_rss_mb']:>13.0f}{peak:>9.0f}"
-              f"{r['trainable_params']:>11,}  {fg:.2f}/{bg:.2f}/{unc:.2f}")
-    print(f"\nepoch = ceil(videos / batch) x (label + train) s/it; peak = "
-          f"{'torch.cuda.max_memory_allocated' if rows[0]['cuda_peak_mb'] is not None else 'process ru_maxrss'}; "
-          f"torch threads {rows[0]['threads']}; mean L_kd B/F = {rows[0]['kd']:.3g}/{rows[1]['kd']:.3g}, "
-          f"L_fb B/F = {rows[0]['fb']:.3g}/{rows[1]['fb']:.3g}")
+        print(
+            f"{r['phase'].upper() + ' step':<7}{student:<9}{teacher:<9}{r['iters_timed']:>9}{r['label_s']:>11.3f}"
+            f"{r['train_s']:>11.3f}{r['epoch_s']:>9.1f}{r['setup_rss_mb']:>13.0f}{peak:>9.0f}"
+            f"{r['trainable_params']:>11,}  {fg:.2f}/{bg:.2f}/{unc:.2f}"
+        )
+    print(
+        f"\nepoch = ceil(videos / batch) x (label + train) s/it; peak = "
+        f"{'torch.cuda.max_memory_allocated' if rows[0]['cuda_peak_mb'] is not None else 'process ru_maxrss'}; "
+        f"torch threads {rows[0]['threads']}; mean L_kd B/F = {rows[0]['kd']:.3g}/{rows[1]['kd']:.3g}, "
+        f"L_fb B/F = {rows[0]['fb']:.3g}/{rows[1]['fb']:.3g}"
+    )
 
 
 if __name__ == "__main__":

@@ -80,9 +80,9 @@ def export_reduced(data: Path, out: Path) -> None:
 
 
 def make_data(root: Path, regime: str, seed: int) -> tuple[Path, Path]:
-    from wtalkit.models.clip import encode_class_prompts, load_clip, class_words, save_random_clip
     from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
     from wtalkit.demo import TEMPLATE
+    from wtalkit.models.clip import class_words, encode_class_prompts, load_clip, save_random_clip
     from wtalkit.timeaxis import SnippetGrid
 
     clip = root / "clip.pt"
@@ -92,8 +92,15 @@ def make_data(root: Path, regime: str, seed: int) -> tuple[Path, Path]:
     if not (data / "annotations.json").exists():
         model = load_clip(str(clip))
         text = encode_class_prompts(model, [class_words(c) for c in thumos_layout()["classes"]], [TEMPLATE]).numpy()
-        make_synthetic_dataset(data, text_embeddings=text, n_train=120, n_test=60, cbp=I3DStyle(**REGIMES[regime]),
-                               grid=SnippetGrid(25.0, 16, 16), seed=seed)
+        make_synthetic_dataset(
+            data,
+            text_embeddings=text,
+            n_train=120,
+            n_test=60,
+            cbp=I3DStyle(**REGIMES[regime]),
+            grid=SnippetGrid(25.0, 16, 16),
+            seed=seed,
+        )
     return clip, data
 
 
@@ -133,15 +140,26 @@ def main() -> None:
             if not args.no_alternate:
                 final = train_alternate(data, run, cfg, warmup_ckpt=warm, overwrite=True)
                 rows.setdefault((regime, f"alternate ({args.rounds} rounds)"), []).append(
-                    avgs(evaluate_run(final, data, "cbp")))
-            print(json.dumps({"regime": regime, "seed": seed, "seconds": round(time.perf_counter() - t0),
-                              **{name: [round(x, 1) for x in v[-1]] for (r, name), v in rows.items() if r == regime}}),
-                  flush=True)
+                    avgs(evaluate_run(final, data, "cbp"))
+                )
+            print(
+                json.dumps(
+                    {
+                        "regime": regime,
+                        "seed": seed,
+                        "seconds": round(time.perf_counter() - t0),
+                        **{name: [round(x, 1) for x in v[-1]] for (r, name), v in rows.items() if r == regime},
+                    }
+                ),
+                flush=True,
+            )
     print(f"\navg mAP (%) on I3D-shaped synthetic data, mean ± std over seeds {args.seeds}")
     print(f"{'regime':<12} {'model':<22} {'0.1-0.5':>13} {'0.3-0.7':>13} {'0.1-0.7':>13}")
     for (regime, name), vals in rows.items():
         cols = np.array(vals)
-        cells = [f"{m:5.1f} ± {s:4.1f}" for m, s in zip(cols.mean(0), cols.std(0, ddof=1) if len(cols) > 1 else 0 * cols[0])]
+        cells = [
+            f"{m:5.1f} ± {s:4.1f}" for m, s in zip(cols.mean(0), cols.std(0, ddof=1) if len(cols) > 1 else 0 * cols[0])
+        ]
         print(f"{regime:<12} {name:<22} " + " ".join(f"{c:>13}" for c in cells))
 
 

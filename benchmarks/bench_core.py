@@ -54,8 +54,13 @@ def main() -> None:
             t0 = time.perf_counter()
             cbp_epoch(model, opt, bank, rng, cfg)
             times.append(time.perf_counter() - t0)
-        rows.append((f"warm-up epoch, {preset} model (T={cfg.data.num_segments}, {len(bank)} videos)",
-                     statistics.median(times), "s/epoch"))
+        rows.append(
+            (
+                f"warm-up epoch, {preset} model (T={cfg.data.num_segments}, {len(bank)} videos)",
+                statistics.median(times),
+                "s/epoch",
+            )
+        )
 
     cfg = load_config("demo", ["train.warmup_epochs=1"])
     ck = Path(data).parent / "run" / "warmup.pt"  # a demo folder's trained warm-up, if there is one
@@ -68,13 +73,19 @@ def main() -> None:
     for v, f in zip(test, feats):
         results[v.name] = pred.localize(f)[0]
     per_video = (time.perf_counter() - t0) / len(test)
-    rows.append((f"localize per video (demo model, mean T={np.mean([len(f['cbp']) for f in feats]):.0f})",
-                 per_video * 1e3, "ms/video"))
+    rows.append(
+        (
+            f"localize per video (demo model, mean T={np.mean([len(f['cbp']) for f in feats]):.0f})",
+            per_video * 1e3,
+            "ms/video",
+        )
+    )
     ann = load_annotations(Path(data) / "annotations.json")
     t0 = time.perf_counter()
     evaluate_detection(ann, results, None, cfg.eval.tiou)
-    rows.append((f"score, in-process ({sum(map(len, results.values()))} predictions)",
-                 (time.perf_counter() - t0) * 1e3, "ms"))
+    rows.append(
+        (f"score, in-process ({sum(map(len, results.values()))} predictions)", (time.perf_counter() - t0) * 1e3, "ms")
+    )
 
     from rich.console import Console
     from rich.table import Table

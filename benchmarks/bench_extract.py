@@ -46,7 +46,7 @@ def write_synthetic_video(path: Path, seconds: float, fps: int = 25, width: int 
         s.options = {"preset": "ultrafast", "crf": "23"}
         for i in range(n):
             x0 = (4 * i) % width
-            f = base[:, x0:x0 + width] + noise
+            f = base[:, x0 : x0 + width] + noise
             for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 c.mux(p)
         for p in s.encode():
@@ -100,12 +100,20 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10 s video (default: 2 minutes)")
     ap.add_argument("--seconds", type=float, default=None, help="video length in seconds")
-    ap.add_argument("--cbp-seconds", type=float, default=None,
-                    help="seconds of video for the CBP end-to-end run (default: 1.28 with --quick, else 10.24)")
+    ap.add_argument(
+        "--cbp-seconds",
+        type=float,
+        default=None,
+        help="seconds of video for the CBP end-to-end run (default: 1.28 with --quick, else 10.24)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=32, help="frames per forward pass")
-    ap.add_argument("--encode-frames", type=int, default=None,
-                    help="frames in the encode-alone measurement (default: 8 with --quick, else --batch)")
+    ap.add_argument(
+        "--encode-frames",
+        type=int,
+        default=None,
+        help="frames in the encode-alone measurement (default: 8 with --quick, else --batch)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -129,13 +137,15 @@ def _run(args, tmp, console, threads, seconds, cbp_seconds, enc_n):
     from rich.console import Console
     from rich.table import Table
 
-    from wtalkit.models.clip import save_random_clip
     from wtalkit.extract.encoders import ClipImageEncoder, VideoClassifierEncoder, cpu_has_bf16
     from wtalkit.extract.pipeline import cbp_spec, extract_video, vlp_spec
     from wtalkit.extract.video import grid_length, iter_grid_frames, probe
+    from wtalkit.models.clip import save_random_clip
 
-    console.print(f"torch {torch.__version__}, {threads} threads, device {args.device}, "
-                  f"bf16 CPU: {cpu_has_bf16()}; writing a {seconds:g} s 720p video ...")
+    console.print(
+        f"torch {torch.__version__}, {threads} threads, device {args.device}, "
+        f"bf16 CPU: {cpu_has_bf16()}; writing a {seconds:g} s 720p video ..."
+    )
     t0 = time.perf_counter()
     video = write_synthetic_video(tmp / "bench720p.mp4", seconds)
     short = write_synthetic_video(tmp / "bench720p_short.mp4", cbp_seconds)
@@ -149,8 +159,14 @@ def _run(args, tmp, console, threads, seconds, cbp_seconds, enc_n):
     best = max(gemm, key=lambda p: gemm[p][0])
     bound = (gemm[best][0] / VIT_B16_GFLOP, gemm[best][1] / VIT_B16_GFLOP)
     for p, (gw, gc) in gemm.items():
-        rows.append((f"GEMM {p}, ViT-B/16 shapes", gw / VIT_B16_GFLOP, gc / VIT_B16_GFLOP,
-                     f"{gw:.0f} GFLOP/s wall, {gc:.0f} CPU-normalised"))
+        rows.append(
+            (
+                f"GEMM {p}, ViT-B/16 shapes",
+                gw / VIT_B16_GFLOP,
+                gc / VIT_B16_GFLOP,
+                f"{gw:.0f} GFLOP/s wall, {gc:.0f} CPU-normalised",
+            )
+        )
 
     # --- models (random weights)
     clip_path = save_random_clip(tmp / "vit_b16.pt", "ViT-B/16")
@@ -180,22 +196,39 @@ def _run(args, tmp, console, threads, seconds, cbp_seconds, enc_n):
     vit.encode_preprocessed(x[:2])  # warm-up (and the precision check when reduced precision is on)
     with Timer(threads) as t:
         vit.encode_preprocessed(x)
-    rows.append((f"encode ViT-B/16 ({vit.precision}), batch {enc_n}", enc_n / t.wall, enc_n / t.cpu,
-                 f"{enc_n / t.wall / bound[0]:.0%} / {enc_n / t.cpu / bound[1]:.0%} of bound"))
+    rows.append(
+        (
+            f"encode ViT-B/16 ({vit.precision}), batch {enc_n}",
+            enc_n / t.wall,
+            enc_n / t.cpu,
+            f"{enc_n / t.wall / bound[0]:.0%} / {enc_n / t.cpu / bound[1]:.0%} of bound",
+        )
+    )
     n_clips = 1 if args.quick else 4
     clips = np.random.RandomState(0).randint(0, 256, size=(n_clips, 16, 128, 171, 3)).astype(np.uint8)
     r21d.encode(clips[:1, :8])  # warm-up
     with Timer(threads) as t:
         r21d.encode(clips)
-    rows.append((f"encode R(2+1)D-18 ({r21d.precision}), {n_clips} snippets", 16 * n_clips / t.wall,
-                 16 * n_clips / t.cpu, f"{n_clips / t.wall:.2f} snippets/s"))
+    rows.append(
+        (
+            f"encode R(2+1)D-18 ({r21d.precision}), {n_clips} snippets",
+            16 * n_clips / t.wall,
+            16 * n_clips / t.cpu,
+            f"{n_clips / t.wall:.2f} snippets/s",
+        )
+    )
 
     # --- end to end (decode thread + preprocessing + encoder)
     with Timer(threads) as t:
         out = extract_video(video, {"vlp": vspec}, encoders={"vlp": vit}, batch=args.batch, info=info)
     e2e = (out["vlp"].shape[0] / t.wall, out["vlp"].shape[0] / t.cpu)
-    rows.append(("end-to-end vlp ViT-B/16 (centre frame)", *e2e,
-                 f"{grid_length(info, 25.0) / t.wall:.1f} video frames/s, {T} snippets in {t.wall:.1f} s"))
+    rows.append(
+        (
+            "end-to-end vlp ViT-B/16 (centre frame)",
+            *e2e,
+            f"{grid_length(info, 25.0) / t.wall:.1f} video frames/s, {T} snippets in {t.wall:.1f} s",
+        )
+    )
     cspec = cbp_spec("r2plus1d_18", weights=tmp / "r21d.pt")
     with Timer(threads) as t:
         out = extract_video(short, {"cbp": cspec}, encoders={"cbp": r21d}, batch=args.batch)
@@ -207,19 +240,26 @@ def _run(args, tmp, console, threads, seconds, cbp_seconds, enc_n):
     table.add_column("frames/s (wall)", justify="right")
     table.add_column("frames/s (CPU-normalised)", justify="right")
     table.add_column("notes")
-    for name, w, c, note in rows[:len(gemm)]:
+    for name, w, c, note in rows[: len(gemm)]:
         table.add_row(name, f"{w:.2f}", f"{c:.2f}", note)
-    table.add_row(f"[bold]bound[/] = {best} GEMM FLOP/s / {VIT_B16_GFLOP} GFLOP", f"{bound[0]:.2f}", f"{bound[1]:.2f}",
-                  "ViT-B/16 frames/s")
-    for name, w, c, note in rows[len(gemm):]:
+    table.add_row(
+        f"[bold]bound[/] = {best} GEMM FLOP/s / {VIT_B16_GFLOP} GFLOP",
+        f"{bound[0]:.2f}",
+        f"{bound[1]:.2f}",
+        "ViT-B/16 frames/s",
+    )
+    for name, w, c, note in rows[len(gemm) :]:
         table.add_row(name, f"{w:.2f}", f"{c:.2f}", note)
     ratio = (e2e[0] / bound[0], e2e[1] / bound[1])
-    table.add_row("[bold]end-to-end ViT-B/16 / bound[/]", f"[bold]{ratio[0]:.0%}[/]", f"[bold]{ratio[1]:.0%}[/]",
-                  "target >= 70%")
+    table.add_row(
+        "[bold]end-to-end ViT-B/16 / bound[/]", f"[bold]{ratio[0]:.0%}[/]", f"[bold]{ratio[1]:.0%}[/]", "target >= 70%"
+    )
     Console(width=max(120, Console().width)).print(table)
     if os.getloadavg()[0] > os.cpu_count():
-        console.print(f"[yellow]note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: "
-                      f"wall-clock figures are shared with other processes[/]")
+        console.print(
+            f"[yellow]note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: "
+            f"wall-clock figures are shared with other processes[/]"
+        )
     return 0
 
 

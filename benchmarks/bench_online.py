@@ -32,10 +32,28 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CLASSES = ["high jump", "pole vault", "long jump", "shot put", "discus throw", "hammer throw", "javelin throw",
-           "cliff diving", "diving", "billiards", "basketball dunk", "golf swing", "tennis swing",
-           "cricket bowling", "cricket shot", "volleyball spiking", "soccer penalty", "throw discus",
-           "clean and jerk", "frisbee catch"]  # 20 classes, as THUMOS14
+CLASSES = [
+    "high jump",
+    "pole vault",
+    "long jump",
+    "shot put",
+    "discus throw",
+    "hammer throw",
+    "javelin throw",
+    "cliff diving",
+    "diving",
+    "billiards",
+    "basketball dunk",
+    "golf swing",
+    "tennis swing",
+    "cricket bowling",
+    "cricket shot",
+    "volleyball spiking",
+    "soccer penalty",
+    "throw discus",
+    "clean and jerk",
+    "frisbee catch",
+]  # 20 classes, as THUMOS14
 
 
 def write_video(path: Path, seconds: float, fps: int = 25, size=(320, 240)) -> Path:
@@ -66,16 +84,38 @@ def run(source, encoder, classes, scorer, **kw):
 def concurrent_realtime(video: Path, clip: Path, classes: list, n: int, threads: int) -> list[dict]:
     """``n`` ``wtalkit online --realtime`` processes at once; their summaries (parsed from stderr)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), COLUMNS="400")
-    procs = [subprocess.Popen([sys.executable, "-m", "wtalkit", "online", str(video), "--clip", str(clip),
-                               "--classes", ", ".join(classes), "--realtime", "--no-live",
-                               "--output", str(video.parent / f"rt{i}.jsonl")],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wtalkit",
+                "online",
+                str(video),
+                "--clip",
+                str(clip),
+                "--classes",
+                ", ".join(classes),
+                "--realtime",
+                "--no-live",
+                "--output",
+                str(video.parent / f"rt{i}.jsonl"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
     out = []
     for p in procs:
         err = p.communicate()[1]
-        m = re.search(r"\(([\d.]+) frames/s.*p50 ([\d.]+) ms, p95 ([\d.]+) ms, max ([\d.]+) ms; (keeps up|falls behind)",
-                      " ".join(err.split()))
+        m = re.search(
+            r"\(([\d.]+) frames/s.*p50 ([\d.]+) ms, p95 ([\d.]+) ms, max ([\d.]+) ms; (keeps up|falls behind)",
+            " ".join(err.split()),
+        )
         if p.returncode != 0 or not m:
             raise SystemExit(f"concurrent run failed: {err.strip()[-300:]}")
         out.append(dict(fps=float(m[1]), p50=float(m[2]), p95=float(m[3]), max=float(m[4]), ok=m[5] == "keeps up"))
@@ -86,8 +126,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short video, fewer repeats (< 1 min)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
-    ap.add_argument("--streams", type=int, nargs="*", default=None,
-                    help="concurrent --realtime processes to run (full mode default: the estimate and one more)")
+    ap.add_argument(
+        "--streams",
+        type=int,
+        nargs="*",
+        default=None,
+        help="concurrent --realtime processes to run (full mode default: the estimate and one more)",
+    )
     ap.add_argument("--seconds", type=float, default=None, help="video length (default 1 quick / 30 full)")
     args = ap.parse_args()
 
@@ -124,21 +169,48 @@ def main():
         t0 = time.perf_counter()
         text = text_classifier(enc.model, classes, ["A photo of action {}."], "background")
         dt = time.perf_counter() - t0  # shown as the start-up latency of a stream
-        rows.append((f"class prompts: {len(classes)} + background (once)", len(classes) + 1,
-                     (len(classes) + 1) / dt, dt, float("nan"), None))
-        scorers = {"clip-frame": ClipFrameScorer(text), "clip-window": ClipWindowScorer(text, 8),
-                   "clip-ema": ClipEMAScorer(text, 0.3)}
+        rows.append(
+            (
+                f"class prompts: {len(classes)} + background (once)",
+                len(classes) + 1,
+                (len(classes) + 1) / dt,
+                dt,
+                float("nan"),
+                None,
+            )
+        )
+        scorers = {
+            "clip-frame": ClipFrameScorer(text),
+            "clip-window": ClipWindowScorer(text, 8),
+            "clip-ema": ClipEMAScorer(text, 0.3),
+        }
 
         # 1. Throughput, batch mode: decode + encode + score + write (model load excluded).
         s = run(video, enc, classes, scorers["clip-window"], batch=8)
-        rows.append(("video, batch 8 (throughput)", s.frames, s.frames_per_s, s.latency_p50_s, s.latency_p95_s,
-                     s.frames_per_s / fps))
+        rows.append(
+            (
+                "video, batch 8 (throughput)",
+                s.frames,
+                s.frames_per_s,
+                s.latency_p50_s,
+                s.latency_p95_s,
+                s.frames_per_s / fps,
+            )
+        )
         capacity = s.frames_per_s / fps
 
         # 2. One frame at a time, as frames arrive: per-frame latency of encode + score + write.
         s1 = run(short, enc, classes, scorers["clip-window"], batch=1)
-        rows.append(("video, 1 frame at a time", s1.frames, s1.frames_per_s, s1.latency_p50_s, s1.latency_p95_s,
-                     s1.frames_per_s / fps))
+        rows.append(
+            (
+                "video, 1 frame at a time",
+                s1.frames,
+                s1.frames_per_s,
+                s1.latency_p50_s,
+                s1.latency_p95_s,
+                s1.frames_per_s / fps,
+            )
+        )
 
         # 3. Scoring alone on CLIP features (no image encoder), per baseline.
         from wtalkit.data.features import FeatureStream, StreamMeta
@@ -149,25 +221,45 @@ def main():
         for model, scorer in scorers.items():
             for batch in (1, 256):
                 sf = run(tmp / "vlp" / "feats.npy", enc, classes, scorer, batch=batch)
-                rows.append((f"features, {model}, batch {batch}", sf.frames, sf.frames_per_s, sf.latency_p50_s,
-                             sf.latency_p95_s, sf.frames_per_s / fps))
+                rows.append(
+                    (
+                        f"features, {model}, batch {batch}",
+                        sf.frames,
+                        sf.frames_per_s,
+                        sf.latency_p50_s,
+                        sf.latency_p95_s,
+                        sf.frames_per_s / fps,
+                    )
+                )
 
         from rich.console import Console
         from rich.table import Table
 
         con = Console(width=150)
-        tab = Table(title=f"wtalkit online, CPU, ViT-B/16 (random weights), {len(classes)} classes, "
-                          f"{fps:g} fps input, {seconds:g} s 320x240 video, torch threads {threads}")
+        tab = Table(
+            title=f"wtalkit online, CPU, ViT-B/16 (random weights), {len(classes)} classes, "
+            f"{fps:g} fps input, {seconds:g} s 320x240 video, torch threads {threads}"
+        )
         for col in ("run", "frames", "frames/s", "latency p50 (ms)", "latency p95 (ms)", "4-fps streams"):
             tab.add_column(col, justify="right" if col != "run" else "left")
         for name, n, fs, p50, p95, streams in rows:
-            tab.add_row(name, str(n), f"{fs:,.2f}", f"{p50 * 1e3:.2f}", "-" if p95 != p95 else f"{p95 * 1e3:.2f}",
-                        "-" if streams is None else f"{streams:,.2f}")
+            tab.add_row(
+                name,
+                str(n),
+                f"{fs:,.2f}",
+                f"{p50 * 1e3:.2f}",
+                "-" if p95 != p95 else f"{p95 * 1e3:.2f}",
+                "-" if streams is None else f"{streams:,.2f}",
+            )
         con.print(tab)
-        con.print(f"setup (random ViT-B/16 checkpoint + videos): {setup:.1f} s; model load: {load:.1f} s; "
-                  f"encoder precision: {enc.precision}")
-        con.print(f"estimated real-time capacity: {capacity:.2f} streams of {fps:g} fps "
-                  f"(= {s.frames_per_s:.2f} frames/s / {fps:g}) on {os.cpu_count()} CPU cores")
+        con.print(
+            f"setup (random ViT-B/16 checkpoint + videos): {setup:.1f} s; model load: {load:.1f} s; "
+            f"encoder precision: {enc.precision}"
+        )
+        con.print(
+            f"estimated real-time capacity: {capacity:.2f} streams of {fps:g} fps "
+            f"(= {s.frames_per_s:.2f} frames/s / {fps:g}) on {os.cpu_count()} CPU cores"
+        )
 
         streams = args.streams
         if streams is None:
@@ -179,9 +271,14 @@ def main():
                 ct.add_column(col, justify="right")
             for n in streams:
                 res = concurrent_realtime(video, ckpt, classes, n, per)
-                ct.add_row(str(n), f"{sum(r['ok'] for r in res)}/{n}", f"{np.mean([r['fps'] for r in res]):.2f}",
-                           f"{np.median([r['p50'] for r in res]):.0f}", f"{max(r['p95'] for r in res):.0f}",
-                           f"{max(r['max'] for r in res):.0f}")
+                ct.add_row(
+                    str(n),
+                    f"{sum(r['ok'] for r in res)}/{n}",
+                    f"{np.mean([r['fps'] for r in res]):.2f}",
+                    f"{np.median([r['p50'] for r in res]):.0f}",
+                    f"{max(r['p95'] for r in res):.0f}",
+                    f"{max(r['max'] for r in res):.0f}",
+                )
             con.print(ct)
     finally:
         import shutil

@@ -86,7 +86,9 @@ def build_results(data: dict, n_pred: int, rng) -> dict:
                 s = rng.uniform(0, dur)
                 e = s + rng.exponential(8.0)
             s, e = max(0.0, min(s, e)), max(s, e)
-            preds.append({"label": label, "score": round(float(rng.random()), 4), "segment": [round(s, 2), round(e, 2)]})
+            preds.append(
+                {"label": label, "score": round(float(rng.random()), 4), "segment": [round(s, 2), round(e, 2)]}
+            )
         results[name] = preds
     return {"results": results}
 
@@ -111,8 +113,12 @@ def reference_map(gt_path: Path, pred_path: Path, subset: str, tious) -> np.ndar
     ground_truth = pd.DataFrame(rows, columns=["video-id", "t-start", "t-end", "label"])
     with open(pred_path) as f:
         res = json.load(f)["results"]
-    rows = [(vid, float(r["segment"][0]), float(r["segment"][1]), activity_index[r["label"]], r["score"])
-            for vid, lst in res.items() for r in lst if r["label"] in activity_index]
+    rows = [
+        (vid, float(r["segment"][0]), float(r["segment"][1]), activity_index[r["label"]], r["score"])
+        for vid, lst in res.items()
+        for r in lst
+        if r["label"] in activity_index
+    ]
     prediction = pd.DataFrame(rows, columns=["video-id", "t-start", "t-end", "label", "score"])
 
     ap = np.zeros((len(tious), len(activity_index)))
@@ -186,8 +192,17 @@ def _children_cpu() -> float:
 
 def run_cli(gt: Path, pred: Path) -> tuple[float, float, dict]:
     """Wall and CPU seconds of one ``wtalkit score --json`` process, and its output."""
-    cmd = [sys.executable, "-m", "wtalkit", "score", str(gt), str(pred), "--json",
-           "--tiou", ",".join(str(t) for t in TIOUS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wtalkit",
+        "score",
+        str(gt),
+        str(pred),
+        "--json",
+        "--tiou",
+        ",".join(str(t) for t in TIOUS),
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     c0, t0 = _children_cpu(), time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -239,16 +254,26 @@ def main():
             t_ref, c_ref = time.perf_counter() - t0, time.process_time() - c0
             diff = float(np.max(np.abs(ref - np.asarray(ours["mAP"]))))
             rows.append(("reference (pandas, official style)", t_ref, c_ref, float(ref.mean()), "1x", "1x"))
-        rows.append(("wtalkit score --json (whole process)", t_ours, c_ours, ours["average"],
-                     f"{t_ref / t_ours:.0f}x" if have_pandas else "-", f"{c_ref / c_ours:.0f}x" if have_pandas else "-"))
+        rows.append(
+            (
+                "wtalkit score --json (whole process)",
+                t_ours,
+                c_ours,
+                ours["average"],
+                f"{t_ref / t_ours:.0f}x" if have_pandas else "-",
+                f"{c_ref / c_ours:.0f}x" if have_pandas else "-",
+            )
+        )
 
     print()
     print(f"{'implementation':38s} {'wall (s)':>9s} {'CPU (s)':>9s} {'avg mAP':>10s} {'wall x':>7s} {'CPU x':>7s}")
     print("-" * 85)
     for name, t, c, m, r, rc in rows:
         print(f"{name:38s} {t:9.3f} {c:9.3f} {100 * m:9.4f}% {r:>7s} {rc:>7s}")
-    print(f"(wtalkit: median of {args.repeats} runs; load average now {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs -- wall times are inflated on a busy machine, CPU times less so)")
+    print(
+        f"(wtalkit: median of {args.repeats} runs; load average now {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs -- wall times are inflated on a busy machine, CPU times less so)"
+    )
     if not have_pandas:
         print("reference row skipped: pandas is not installed (pip install pandas)")
         return

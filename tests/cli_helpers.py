@@ -1,5 +1,6 @@
 """CliRunner helpers shared by the CLI-level tests."""
 
+
 def run_cli(args):
     from click.testing import CliRunner
 

@@ -19,20 +19,37 @@ def tiny_clip_path(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory, tiny_clip_path):
     """8 train + 4 test videos on the real THUMOS14 layout, 25 fps / 32-frame snippets."""
-    from wtalkit.models.clip import encode_class_prompts, load_clip, class_words
     from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
+    from wtalkit.models.clip import class_words, encode_class_prompts, load_clip
     from wtalkit.timeaxis import SnippetGrid
 
     root = tmp_path_factory.mktemp("data") / "tiny"
     model = load_clip(str(tiny_clip_path))
     classes = thumos_layout()["classes"]
     text = encode_class_prompts(model, [class_words(c) for c in classes], ["a video of a person doing {}."]).numpy()
-    make_synthetic_dataset(root, text_embeddings=text, n_train=8, n_test=4, cbp=I3DStyle(dim=32),
-                           grid=SnippetGrid(25.0, 32, 32), min_duration=30, max_duration=150, seed=0)
+    make_synthetic_dataset(
+        root,
+        text_embeddings=text,
+        n_train=8,
+        n_test=4,
+        cbp=I3DStyle(dim=32),
+        grid=SnippetGrid(25.0, 32, 32),
+        min_duration=30,
+        max_duration=150,
+        seed=0,
+    )
     return root
 
 
 TINY_SETS = [
-    "data.num_segments=64", "data.batch_size=4", "cbp.hidden_dim=32", "cbp.num_heads=2", "cbp.num_layers=1",
-    "train.warmup_epochs=3", "optim.lr=0.003", "vlp.temporal_heads=2", "train.b_epochs=1", "train.f_epochs=1",
+    "data.num_segments=64",
+    "data.batch_size=4",
+    "cbp.hidden_dim=32",
+    "cbp.num_heads=2",
+    "cbp.num_layers=1",
+    "train.warmup_epochs=3",
+    "optim.lr=0.003",
+    "vlp.temporal_heads=2",
+    "train.b_epochs=1",
+    "train.f_epochs=1",
 ]

@@ -7,8 +7,8 @@ from tests.conftest import TINY_SETS
 from wtalkit.config import load_config
 from wtalkit.errors import WtalError
 from wtalkit.localize.predict import Predictor
-from wtalkit.train.alternate import plan, train_alternate
 from wtalkit.models.checkpoint import load_checkpoint
+from wtalkit.train.alternate import plan, train_alternate
 from wtalkit.train.warmup import train_warmup
 
 
@@ -32,8 +32,13 @@ def test_plan_orders_steps():
 
 def test_alternate_changes_cbp_and_writes_rounds(tiny_dataset, tiny_clip_path, warm, tmp_path):
     rows = []
-    final = train_alternate(tiny_dataset, tmp_path, cfg(tiny_clip_path), warmup_ckpt=warm,
-                            evaluate=lambda p: rows.append(p.name) or {"ok": 1})
+    final = train_alternate(
+        tiny_dataset,
+        tmp_path,
+        cfg(tiny_clip_path),
+        warmup_ckpt=warm,
+        evaluate=lambda p: rows.append(p.name) or {"ok": 1},
+    )
     assert rows == ["round_1.pt", "round_2.pt"]
     a = load_checkpoint(warm)["models"]["cbp"]
     b = load_checkpoint(final)["models"]["cbp"]
@@ -59,17 +64,25 @@ def test_resume_equals_uninterrupted(tiny_dataset, tiny_clip_path, warm, tmp_pat
 
 
 def test_only_f_leaves_vlp_and_only_b_leaves_cbp(tiny_dataset, tiny_clip_path, warm, tmp_path):
-    only_b = train_alternate(tiny_dataset, tmp_path / "b", cfg(tiny_clip_path, "train.schedule=only-b"), warmup_ckpt=warm)
+    only_b = train_alternate(
+        tiny_dataset, tmp_path / "b", cfg(tiny_clip_path, "train.schedule=only-b"), warmup_ckpt=warm
+    )
     ck = load_checkpoint(only_b)
     w = load_checkpoint(warm)["models"]["cbp"]
     assert all(torch.equal(w[k], ck["models"]["cbp"][k]) for k in w)
     assert ck["default_branch"] == "fused"
-    only_f = train_alternate(tiny_dataset, tmp_path / "f", cfg(tiny_clip_path, "train.schedule=only-f", "loss.use_fb=false"),
-                             warmup_ckpt=warm)
+    only_f = train_alternate(
+        tiny_dataset,
+        tmp_path / "f",
+        cfg(tiny_clip_path, "train.schedule=only-f", "loss.use_fb=false"),
+        warmup_ckpt=warm,
+    )
     ck = load_checkpoint(only_f)
     assert any(not torch.equal(w[k], ck["models"]["cbp"][k]) for k in w)
-    assert torch.equal(ck["models"]["vlp"]["temporal.blocks.0.attn.out_proj.weight"],
-                       torch.zeros_like(ck["models"]["vlp"]["temporal.blocks.0.attn.out_proj.weight"]))
+    assert torch.equal(
+        ck["models"]["vlp"]["temporal.blocks.0.attn.out_proj.weight"],
+        torch.zeros_like(ck["models"]["vlp"]["temporal.blocks.0.attn.out_proj.weight"]),
+    )
 
 
 def test_needs_warmup(tiny_dataset, tiny_clip_path, tmp_path):

@@ -76,7 +76,10 @@ def test_a_checkpoint_of_another_architecture_is_a_one_line_error(tiny_dataset, 
     ck = train_warmup(tiny_dataset, tmp_path / "r", load_config("demo", TINY_SETS + ["train.warmup_epochs=1"]))
     state = load_checkpoint(ck)
     w = state["models"]["cbp"]
-    w["classifier.weight"], w["classifier.bias"] = w["classifier.weight"][:-1], w["classifier.bias"][:-1]  # 0.1: no background
+    w["classifier.weight"], w["classifier.bias"] = (
+        w["classifier.weight"][:-1],
+        w["classifier.bias"][:-1],
+    )  # 0.1: no background
     torch.save(state, tmp_path / "old.pt")
     with pytest.raises(WtalError, match="do not fit this wtalkit's CBP branch") as e:
         Predictor(tmp_path / "old.pt")

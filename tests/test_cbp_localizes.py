@@ -21,8 +21,17 @@ from wtalkit.train.warmup import train_warmup
 def i3d_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("i3d")
     text = np.random.default_rng(0).standard_normal((20, 16))  # the vlp stream is not used here
-    make_synthetic_dataset(root / "data", text_embeddings=text, n_train=100, n_test=30, cbp=I3DStyle(dim=2048),
-                           grid=SnippetGrid(25.0, 16, 16), min_duration=30, max_duration=200, seed=1)
+    make_synthetic_dataset(
+        root / "data",
+        text_embeddings=text,
+        n_train=100,
+        n_test=30,
+        cbp=I3DStyle(dim=2048),
+        grid=SnippetGrid(25.0, 16, 16),
+        min_duration=30,
+        max_duration=200,
+        seed=1,
+    )
     cfg = load_config("demo", ["train.warmup_epochs=25", "data.num_segments=128"])
     ckpt = train_warmup(root / "data", root / "run", cfg)
     return root / "data", ckpt

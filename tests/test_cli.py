@@ -10,8 +10,18 @@ from click.testing import CliRunner
 from tests.conftest import TINY_SETS
 from wtalkit.cli import cli
 
-COMMANDS = ["warmup", "alternate", "pseudolabel", "localize", "score", "import-thumos", "extract", "online",
-            "train-online", "demo"]
+COMMANDS = [
+    "warmup",
+    "alternate",
+    "pseudolabel",
+    "localize",
+    "score",
+    "import-thumos",
+    "extract",
+    "online",
+    "train-online",
+    "demo",
+]
 
 
 def run(*args):
@@ -46,8 +56,16 @@ def test_every_command_is_registered():
 @pytest.fixture(scope="module")
 def trained(tiny_dataset, tiny_clip_path, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    res = run("warmup", tiny_dataset, "-o", runs / "r", "--config", "demo", *sets(f"vlp.clip_model={tiny_clip_path}"),
-              "--quiet")
+    res = run(
+        "warmup",
+        tiny_dataset,
+        "-o",
+        runs / "r",
+        "--config",
+        "demo",
+        *sets(f"vlp.clip_model={tiny_clip_path}"),
+        "--quiet",
+    )
     assert res.exit_code == 0, res.output
     res = run("alternate", runs / "r", "--rounds", "1", "--quiet")
     assert res.exit_code == 0, res.output
@@ -67,15 +85,30 @@ def test_end_to_end_localize_and_score(trained, tiny_dataset, tmp_path):
     assert score["tiou"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     assert all(0.0 <= m <= 1.0 for m in score["mAP"])
     # pseudo-labels of both branches, with the Table-3 metrics on the test split
-    res = CliRunner().invoke(cli, ["pseudolabel", str(trained), "--branch", "vlp", "--split", "test", "--json",
-                                   "-o", str(tmp_path / "pl")])
+    res = CliRunner().invoke(
+        cli, ["pseudolabel", str(trained), "--branch", "vlp", "--split", "test", "--json", "-o", str(tmp_path / "pl")]
+    )
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)["metrics"]
     assert 0 <= m["fg_iou"] <= 1 and 0 <= m["bg_iou"] <= 1
     assert len(list((tmp_path / "pl").glob("*.npy"))) == 4
     # stricter thresholds leave more frames uncertain
-    res = CliRunner().invoke(cli, ["pseudolabel", str(trained), "--branch", "vlp", "--split", "test", "--json",
-                                   "--set", "pseudo.delta_h=0.9", "--set", "pseudo.delta_l=0.01"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "pseudolabel",
+            str(trained),
+            "--branch",
+            "vlp",
+            "--split",
+            "test",
+            "--json",
+            "--set",
+            "pseudo.delta_h=0.9",
+            "--set",
+            "pseudo.delta_l=0.01",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["metrics"]["uncertain"] >= m["uncertain"]
     # one video's feature file
@@ -99,13 +132,16 @@ def test_bad_inputs(trained, tiny_dataset, tmp_path):
     assert_one_line_error(run("warmup", broken, "-o", tmp_path / "r2", "--config", "demo"), "malformed JSON")
     assert not (tmp_path / "r2").exists()
     # unknown config key
-    assert_one_line_error(run("warmup", tiny_dataset, "-o", tmp_path / "r3", "--set", "train.epochz=1"),
-                          "unknown config key")
+    assert_one_line_error(
+        run("warmup", tiny_dataset, "-o", tmp_path / "r3", "--set", "train.epochz=1"), "unknown config key"
+    )
     feats = tiny_dataset / "features" / "cbp"
     # wrong feature dimension, NaN features, empty video: given as loose feature files
-    for name, arr, msg in [("wrongdim", np.zeros((20, 7), np.float32), "does not match"),
-                           ("nan", np.full((20, 32), np.nan, np.float32), "NaN"),
-                           ("empty", np.zeros((0, 32), np.float32), "empty video")]:
+    for name, arr, msg in [
+        ("wrongdim", np.zeros((20, 7), np.float32), "does not match"),
+        ("nan", np.full((20, 32), np.nan, np.float32), "NaN"),
+        ("empty", np.zeros((0, 32), np.float32), "empty video"),
+    ]:
         d = tmp_path / name / "cbp"
         d.mkdir(parents=True)
         shutil.copy(feats / "meta.json", d / "meta.json")

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from wtalkit.models.clip import clip_embed_dim, encode_class_prompts, load_clip, class_words
 from wtalkit.errors import WtalError
+from wtalkit.models.clip import class_words, clip_embed_dim, encode_class_prompts, load_clip
 
 
 def test_class_words():

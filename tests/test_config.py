@@ -20,15 +20,18 @@ def test_overrides_typed():
     assert parse_override("a.b=1") == {"a": {"b": 1}}
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (["train.nope=1"], "unknown config key 'train.nope'"),
-    (["nosection.x=1"], "unknown config key 'nosection'"),
-    (["train.seed=abc"], "expects an integer"),
-    (["loss.use_kd=3"], "expects true/false"),
-    (["train.schedule=sideways"], "train.schedule"),
-    (["pseudo.delta_l=0.9"], "delta_l"),
-    (["noequals"], "key=value"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (["train.nope=1"], "unknown config key 'train.nope'"),
+        (["nosection.x=1"], "unknown config key 'nosection'"),
+        (["train.seed=abc"], "expects an integer"),
+        (["loss.use_kd=3"], "expects true/false"),
+        (["train.schedule=sideways"], "train.schedule"),
+        (["pseudo.delta_l=0.9"], "delta_l"),
+        (["noequals"], "key=value"),
+    ],
+)
 def test_rejects_bad_values(bad, msg):
     with pytest.raises(WtalError, match=msg):
         load_config("thumos14", bad)

@@ -8,8 +8,16 @@ from wtalkit.cli import cli
 def test_demo_quick_prints_tables(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo"), "--quick", "--quiet"])
     assert res.exit_code == 0, res.output
-    for row in ("CBP warm-up only", "raw VLP zero-shot", "only-F", "only-B", "alternate (1 rounds)",
-                "FG mIoU", "alternate: VLP", "avg 0.1–0.5"):
+    for row in (
+        "CBP warm-up only",
+        "raw VLP zero-shot",
+        "only-F",
+        "only-B",
+        "alternate (1 rounds)",
+        "FG mIoU",
+        "alternate: VLP",
+        "avg 0.1–0.5",
+    ):
         assert row in res.stdout, row
     # a folder that is not a demo folder is never reused
     other = tmp_path / "mine"

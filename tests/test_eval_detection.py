@@ -21,9 +21,14 @@ from wtalkit.eval.detection import evaluate_detection, load_results
 
 def make_ann(videos: dict, classes=None):
     """``videos``: name -> (subset, [(start, end, label), ...])."""
-    db = {name: {"subset": sub, "duration": 100.0,
-                 "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs]}
-          for name, (sub, segs) in videos.items()}
+    db = {
+        name: {
+            "subset": sub,
+            "duration": 100.0,
+            "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segs],
+        }
+        for name, (sub, segs) in videos.items()
+    }
     data = {"database": db}
     if classes is not None:
         data["classes"] = classes
@@ -61,8 +66,9 @@ def reference_detection(data: dict, results: dict, subset, tious):
     for vid, lst in results.items():
         for r in lst:
             if r["label"] in activity_index:  # labels without ground truth are ignored
-                preds.append((vid, float(r["segment"][0]), float(r["segment"][1]),
-                              activity_index[r["label"]], float(r["score"])))
+                preds.append(
+                    (vid, float(r["segment"][0]), float(r["segment"][1]), activity_index[r["label"]], float(r["score"]))
+                )
     out = {}
     for label, cidx in activity_index.items():
         g = [x for x in gt if x[3] == cidx]
@@ -149,8 +155,14 @@ def random_case(rng):
             score = float(rng.integers(0, 6)) / 5 if rng.random() < 0.7 else float(rng.random())
             lst.append(pred(classes[int(rng.integers(0, n_cls + 1))], score, s, e))
         results[name] = lst
-    tious = sorted(set(float(x) for x in rng.choice([0.1, 0.2, 0.25, 0.3, 1 / 3, 0.5, 0.6, 2 / 3, 0.7, 0.75, 0.9, 1.0],
-                                                     size=int(rng.integers(1, 6)))))
+    tious = sorted(
+        {
+            float(x)
+            for x in rng.choice(
+                [0.1, 0.2, 0.25, 0.3, 1 / 3, 0.5, 0.6, 2 / 3, 0.7, 0.75, 0.9, 1.0], size=int(rng.integers(1, 6))
+            )
+        }
+    )
     return make_ann(videos, classes), results, tious
 
 
@@ -287,8 +299,12 @@ def test_long_chain_of_predictions():
 @pytest.fixture
 def files(tmp_path):
     data = make_ann({"v": ("test", [(0, 10, "A"), (20, 30, "A")]), "w": ("test", [(5, 9, "B")])})
-    res = {"results": {"v": [pred("A", 0.9, 0, 10), pred("A", 0.8, 0, 10), pred("A", 0.7, 20, 30)],
-                       "w": [pred("B", 0.6, 5, 8)]}}
+    res = {
+        "results": {
+            "v": [pred("A", 0.9, 0, 10), pred("A", 0.8, 0, 10), pred("A", 0.7, 20, 30)],
+            "w": [pred("B", 0.6, 5, 8)],
+        }
+    }
     a, r = tmp_path / "annotations.json", tmp_path / "results.json"
     a.write_text(json.dumps(data))
     r.write_text(json.dumps(res))
@@ -323,8 +339,12 @@ def test_cli_table_and_errors(files, tmp_path):
 
 def test_cli_never_imports_torch(files):
     a, r = files
-    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "wtalkit", "score", str(a), str(r), "--json"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wtalkit", "score", str(a), str(r), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     modules = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
     assert "torch" not in modules and "pandas" not in modules and "sklearn" not in modules
@@ -343,6 +363,11 @@ def test_cli_defaults_for_activitynet_style_annotations(tmp_path):
     assert doc["average"] == pytest.approx(1.0)
     doc = json.loads(CliRunner().invoke(cli, ["score", str(a), str(r), "--json", "--preset", "anet12"]).stdout)
     assert doc["average"] == pytest.approx(1.0) and len(doc["tiou"]) == 10  # preset: validation subset
-    doc = json.loads(CliRunner().invoke(cli, ["score", str(tmp_path / "anet.json"), str(r), "--json",
-                                              "--preset", "thumos14", "--subset", "all"]).stdout)
+    doc = json.loads(
+        CliRunner()
+        .invoke(
+            cli, ["score", str(tmp_path / "anet.json"), str(r), "--json", "--preset", "thumos14", "--subset", "all"]
+        )
+        .stdout
+    )
     assert doc["tiou"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]) and doc["average"] == pytest.approx(0.5)

@@ -16,8 +16,13 @@ from wtalkit.eval.oad import evaluate_oad, load_ambiguous, load_frames, ranked_p
 
 
 def annotations(segments, extra_videos=None, classes=("A", "B")):
-    db = {"v": {"subset": "test", "duration": 10.0,
-                "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segments]}}
+    db = {
+        "v": {
+            "subset": "test",
+            "duration": 10.0,
+            "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segments],
+        }
+    }
     db.update(extra_videos or {})
     return parse_annotations({"classes": list(classes), "database": db})
 
@@ -107,8 +112,13 @@ def test_matches_sklearn_and_loop_reference_on_random_data():
 
 def test_pooled_over_videos_against_sklearn():
     rng = np.random.default_rng(3)
-    extra = {"w": {"subset": "test", "duration": 20.0,
-                   "annotations": [{"segment": [3.0, 9.0], "label": "B"}, {"segment": [5.0, 6.0], "label": "A"}]}}
+    extra = {
+        "w": {
+            "subset": "test",
+            "duration": 20.0,
+            "annotations": [{"segment": [3.0, 9.0], "label": "B"}, {"segment": [5.0, 6.0], "label": "A"}],
+        }
+    }
     ann = annotations(SEGMENTS + [(4.0, 5.0, "B")], extra)
     tw = np.arange(0, 20, 0.5)
     frames = {"v": (TIMES, rng.random((6, 2)), ["A", "B"]), "w": (tw, rng.random((tw.size, 2)), ["A", "B"])}
@@ -125,8 +135,9 @@ def write_jsonl(path, video, times, scores: dict):
     with open(path, "w") as f:
         for i, t in enumerate(times):
             sc = {c: float(v[i]) for c, v in scores.items()}
-            f.write(json.dumps({"video": video, "frame": i, "t": float(t), "scores": sc,
-                                "top": max(sc, key=sc.get)}) + "\n")
+            f.write(
+                json.dumps({"video": video, "frame": i, "t": float(t), "scores": sc, "top": max(sc, key=sc.get)}) + "\n"
+            )
 
 
 def test_load_frames_and_errors(tmp_path):
@@ -148,8 +159,10 @@ def test_load_frames_and_errors(tmp_path):
     bad('{"video": "v", "t": 0, "scores": {"A": 0.5}}\n{oops\n', "bad.jsonl:2: malformed JSON")
     bad('{"video": "v", "label": "A", "start": 0, "end": 1, "score": 0.5}\n', "segment line")
     bad('{"video": "v", "t": 0, "scores": {"A": 0.5}}\n{"video": "v", "t": 0, "scores": {"A": 0.4}}\n', "twice")
-    bad('{"video": "v", "t": 0, "scores": {"A": 0.5}}\n{"video": "v", "t": 1, "scores": {"B": 0.4}}\n',
-        "different set of classes")
+    bad(
+        '{"video": "v", "t": 0, "scores": {"A": 0.5}}\n{"video": "v", "t": 1, "scores": {"B": 0.4}}\n',
+        "different set of classes",
+    )
     bad('{"video": "v", "t": "x", "scores": {"A": 0.5}}\n', "'t'")
     bad('{"video": "v", "t": 1, "scores": {"A": null}}\n', "finite")
     with pytest.raises(WtalError, match="not a class"):
@@ -171,8 +184,9 @@ def test_cli_oad(tmp_path):
     assert doc["mcAP"] == pytest.approx(0.9)
     amb = tmp_path / "amb.txt"
     amb.write_text("v 0.8 1.2\n")
-    res = CliRunner().invoke(cli, ["score", str(ann_path), str(d / "v.jsonl"), "--protocol", "oad",
-                                   "--ambiguous", str(amb)])
+    res = CliRunner().invoke(
+        cli, ["score", str(ann_path), str(d / "v.jsonl"), "--protocol", "oad", "--ambiguous", str(amb)]
+    )
     assert res.exit_code == 0, res.output
     assert "100.00" in res.output and "1 ambiguous frames dropped" in res.output
     assert "scored without positive frames" in res.output and "B" in res.output

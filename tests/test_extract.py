@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from videos import (coded_frames, colour_frames, corrupt_copy, read_codes, truncated_copy,  # noqa: E402
-                    write_video)
+from videos import coded_frames, colour_frames, corrupt_copy, read_codes, truncated_copy, write_video
 
-from wtalkit.errors import WtalError  # noqa: E402
+from wtalkit.errors import WtalError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("av")
@@ -144,8 +143,8 @@ def test_clip_encoder_matches_clip_preprocessing(assets):
     """Batched torch preprocessing ~= CLIP's own PIL pipeline, then encode_image."""
     from PIL import Image
 
-    from wtalkit.models.clip import _import_clip
     from wtalkit.extract.encoders import ClipImageEncoder
+    from wtalkit.models.clip import _import_clip
 
     enc = ClipImageEncoder(str(assets["clip"]), precision="fp32")
     assert enc.dim == 32 and enc.backbone == f"clip:{assets['clip'].resolve()}" and enc.precision == "fp32"
@@ -167,7 +166,12 @@ def test_video_classifier_matches_torchvision_preset(assets):
     from wtalkit.extract.encoders import VideoClassifierEncoder
 
     enc = VideoClassifierEncoder("r2plus1d_18", weights=assets["r21d"], precision="fp32")
-    assert (enc.dim, enc.backbone, enc.resize_size, enc.crop_size) == (512, "torchvision:r2plus1d_18", (128, 171), (112, 112))
+    assert (enc.dim, enc.backbone, enc.resize_size, enc.crop_size) == (
+        512,
+        "torchvision:r2plus1d_18",
+        (128, 171),
+        (112, 112),
+    )
     clips = np.random.RandomState(1).randint(0, 256, size=(1, 16, 48, 64, 3)).astype(np.uint8)
     ours = enc.encode(clips)
     weights = torchvision.models.video.R2Plus1D_18_Weights.KINETICS400_V1
@@ -184,7 +188,9 @@ def test_video_classifier_weight_errors(assets, tmp_path, monkeypatch):
     from wtalkit.extract.encoders import VideoClassifierEncoder
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(WtalError, match=r"not in torchvision's cache: put r2plus1d_18-.*\.pth at .*torch/hub/checkpoints"):
+    with pytest.raises(
+        WtalError, match=r"not in torchvision's cache: put r2plus1d_18-.*\.pth at .*torch/hub/checkpoints"
+    ):
         VideoClassifierEncoder("r2plus1d_18")
     with pytest.raises(WtalError, match="not a r3d_18 state dict"):
         VideoClassifierEncoder("r3d_18", weights=assets["clip"])
@@ -273,11 +279,12 @@ def test_snippet_frames_on_the_time_grid(assets, video, rate):
     """Overlapping video snippets (length 8, stride 4) and mean-of-k CLIP frames pick the right frames."""
     from wtalkit.extract.pipeline import StreamSpec, extract_video
 
-    native = lambda g: np.floor(np.asarray(g) * rate + 0.5)  # noqa: E731 - grid frame -> native frame shown
+    native = lambda g: np.floor(np.asarray(g) * rate + 0.5)
     cbp = StreamSpec("torchvision:r2plus1d_18", snippet_length=8, snippet_stride=4)
     vlp3 = StreamSpec("clip:tiny", frames_per_snippet=3)
-    out = extract_video(assets[video], {"cbp": cbp, "vlp": vlp3},
-                        encoders={"cbp": CodeEncoder(8), "vlp": CodeEncoder(1)}, batch=7)
+    out = extract_video(
+        assets[video], {"cbp": cbp, "vlp": vlp3}, encoders={"cbp": CodeEncoder(8), "vlp": CodeEncoder(1)}, batch=7
+    )
     # 4 s = 100 grid frames: (100 - 8) // 4 + 1 = 24 snippets of frames [4k, 4k + 8)
     assert out["cbp"].shape == (24, 8)
     np.testing.assert_array_equal(out["cbp"], native(np.arange(24)[:, None] * 4 + np.arange(8)))
@@ -321,12 +328,38 @@ def test_cli_dataset_with_failures(assets, tmp_path):
     ds = tmp_path / "ds"
     # an existing annotation file: its entries and classes are kept
     ds.mkdir()
-    (ds / "annotations.json").write_text(json.dumps({"classes": ["Jump"], "database": {
-        "old": {"subset": "train", "duration": 3.0, "annotations": [{"segment": [0.5, 1.0], "label": "Jump"}]}}}))
+    (ds / "annotations.json").write_text(
+        json.dumps(
+            {
+                "classes": ["Jump"],
+                "database": {
+                    "old": {
+                        "subset": "train",
+                        "duration": 3.0,
+                        "annotations": [{"segment": [0.5, 1.0], "label": "Jump"}],
+                    }
+                },
+            }
+        )
+    )
     listing = tmp_path / "list.txt"
     listing.write_text(f"# videos\n{assets['c25']}\n\n{os.path.relpath(assets['c30'], tmp_path)}\n")
-    res = run_cli(["extract", str(listing), str(assets["root"] / "bad"), "-o", str(ds), "--streams", "vlp",
-                   "--clip", str(assets["clip"]), "--subset", "validation", "--json"])
+    res = run_cli(
+        [
+            "extract",
+            str(listing),
+            str(assets["root"] / "bad"),
+            "-o",
+            str(ds),
+            "--streams",
+            "vlp",
+            "--clip",
+            str(assets["clip"]),
+            "--subset",
+            "validation",
+            "--json",
+        ]
+    )
     line = assert_one_line_error(res)
     assert "5 of 7 videos failed" in line
     for name in ("short", "corrupt", "truncated", "text", "empty"):
@@ -339,8 +372,13 @@ def test_cli_dataset_with_failures(assets, tmp_path):
     assert sorted(p.name for p in vlp_dir.iterdir()) == ["c25.npy", "c30.npy", "meta.json"]
     assert np.load(vlp_dir / "c25.npy").shape == (6, 32)
     meta = json.loads((vlp_dir / "meta.json").read_text())
-    assert meta == {"backbone": f"clip:{assets['clip'].resolve()}", "dim": 32, "fps": 25.0,
-                    "snippet_length": 16, "snippet_stride": 16}
+    assert meta == {
+        "backbone": f"clip:{assets['clip'].resolve()}",
+        "dim": 32,
+        "fps": 25.0,
+        "snippet_length": 16,
+        "snippet_stride": 16,
+    }
     from wtalkit.data.annotations import load_annotations
 
     ann = load_annotations(ds / "annotations.json")
@@ -360,8 +398,21 @@ def test_cli_dataset_with_failures(assets, tmp_path):
 
 def test_cli_both_streams_and_json(assets, tmp_path):
     ds = tmp_path / "ds"
-    res = run_cli(["extract", str(assets["one"]), "-o", str(ds), "--clip", str(assets["clip"]),
-                   "--cbp-weights", str(assets["r21d"]), "--device", "cpu", "--json"])
+    res = run_cli(
+        [
+            "extract",
+            str(assets["one"]),
+            "-o",
+            str(ds),
+            "--clip",
+            str(assets["clip"]),
+            "--cbp-weights",
+            str(assets["r21d"]),
+            "--device",
+            "cpu",
+            "--json",
+        ]
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["done"] == 1 and summary["failed"] == 0 and summary["precision"]["cbp"] in ("fp32", "bf16")
@@ -449,19 +500,26 @@ def test_workers_give_the_same_features(assets, tmp_path):
     two = extract_dataset(videos, tmp_path / "two", {"vlp": vlp(assets)}, workers=2)
     assert [r.status for r in two.results] == ["done"] * 3 and not one.failed
     for v in ("c25", "c30", "code25"):
-        np.testing.assert_allclose(np.load(tmp_path / "two" / "features" / "vlp" / f"{v}.npy"),
-                                   np.load(tmp_path / "one" / "features" / "vlp" / f"{v}.npy"), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            np.load(tmp_path / "two" / "features" / "vlp" / f"{v}.npy"),
+            np.load(tmp_path / "one" / "features" / "vlp" / f"{v}.npy"),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["missing.mp4"], "video not found"),
-    (["{c25}", "--streams", "flow"], "unknown feature stream 'flow'"),
-    (["{c25}", "--streams", "vlp", "--clip", "no-such-model"], "neither a known name"),
-    (["{c25}", "--streams", "cbp", "--cbp-backbone", "vgg"], "unknown CBP backbone"),
-    (["{c25}", "--streams", "cbp"], "put r2plus1d_18-91a641e6.pth at"),
-    (["{c25}", "{c25dup}", "--streams", "vlp", "--clip", "{clip}"], "both named 'c25'"),
-    (["{c25}", "--streams", "vlp", "--clip", "{clip}", "--vlp-frames", "17"], "frames per snippet"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["missing.mp4"], "video not found"),
+        (["{c25}", "--streams", "flow"], "unknown feature stream 'flow'"),
+        (["{c25}", "--streams", "vlp", "--clip", "no-such-model"], "neither a known name"),
+        (["{c25}", "--streams", "cbp", "--cbp-backbone", "vgg"], "unknown CBP backbone"),
+        (["{c25}", "--streams", "cbp"], "put r2plus1d_18-91a641e6.pth at"),
+        (["{c25}", "{c25dup}", "--streams", "vlp", "--clip", "{clip}"], "both named 'c25'"),
+        (["{c25}", "--streams", "vlp", "--clip", "{clip}", "--vlp-frames", "17"], "frames per snippet"),
+    ],
+)
 def test_cli_input_errors(assets, tmp_path, monkeypatch, args, expected):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     dup = tmp_path / "dup" / "c25.mp4"

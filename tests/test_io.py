@@ -21,10 +21,9 @@ def test_atomic_write_permissions_and_no_leftovers(tmp_path):
 def test_interrupted_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "a.txt"
     wio.write_text(target, "old")
-    with pytest.raises(RuntimeError):
-        with wio.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), wio.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 

@@ -151,8 +151,12 @@ def test_no_importlib_tricks():
 
 
 def test_the_checker_sees_violations():
-    g = {"wtalkit.data.x": {"wtalkit.train.y"}, "wtalkit.train.y": {"wtalkit.data.x"},
-         "wtalkit.models.a": {"wtalkit.eval.b"}, "wtalkit.eval.b": set()}
+    g = {
+        "wtalkit.data.x": {"wtalkit.train.y"},
+        "wtalkit.train.y": {"wtalkit.data.x"},
+        "wtalkit.models.a": {"wtalkit.eval.b"},
+        "wtalkit.eval.b": set(),
+    }
     assert any("upward" in v for v in layer_violations(g))
     assert any("independent siblings" in v for v in layer_violations(g))
     assert cycles(g) == [["wtalkit.data.x", "wtalkit.train.y"]]
@@ -161,5 +165,8 @@ def test_the_checker_sees_violations():
 if __name__ == "__main__":
     g = graph()
     problems = layer_violations(g) + [f"import cycle: {' -> '.join(c)}" for c in cycles(g)]
-    print("\n".join(problems) or f"layering: {len(g)} modules, {sum(map(len, g.values()))} imports, all downward, no cycles")
+    print(
+        "\n".join(problems)
+        or f"layering: {len(g)} modules, {sum(map(len, g.values()))} imports, all downward, no cycles"
+    )
     sys.exit(1 if problems else 0)

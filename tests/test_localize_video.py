@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from videos import colour_frames, ramp_frames, write_video  # noqa: E402
+from videos import colour_frames, ramp_frames, write_video
 
-from tests.conftest import TINY_SETS  # noqa: E402
-from wtalkit.errors import WtalError  # noqa: E402
 from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.conftest import TINY_SETS
+from wtalkit.errors import WtalError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("av")
@@ -31,8 +31,6 @@ GRID = ["--fps", "8", "--snippet-length", "4", "--snippet-stride", "4"]  # 0.5 s
 RED, BLUE = (230, 20, 20), (20, 20, 230)
 # a barely trained model scores low: threshold 0 keeps a whole-video proposal, so every video has detections
 THETA = "infer.theta_loc=[0.0,0.3,0.5]"
-
-
 
 
 def textured(colours, n_each, seed):
@@ -45,9 +43,9 @@ def textured(colours, n_each, seed):
 def world(tmp_path_factory):
     import torchvision
 
-    from wtalkit.models.clip import save_random_clip
     from wtalkit.config import load_config
     from wtalkit.data.annotations import load_annotations
+    from wtalkit.models.clip import save_random_clip
     from wtalkit.train.alternate import train_alternate
     from wtalkit.train.warmup import train_warmup
 
@@ -58,16 +56,33 @@ def world(tmp_path_factory):
     torch.save(torchvision.models.video.r2plus1d_18(weights=None).state_dict(), w["r21d"])
     v = root / "videos"
     # 1.6 s at 25 fps -> 13 grid frames at 8 fps -> 3 snippets of 0.5 s
-    vids = [write_video(v / "train_a.mp4", textured([RED], [40], 1)),
-            write_video(v / "train_b.mp4", textured([BLUE], [40], 2)),
-            write_video(v / "train_c.mp4", textured([RED, BLUE], [20, 20], 3)),
-            write_video(v / "clip1.mp4", textured([RED, BLUE], [20, 20], 4))]
+    vids = [
+        write_video(v / "train_a.mp4", textured([RED], [40], 1)),
+        write_video(v / "train_b.mp4", textured([BLUE], [40], 2)),
+        write_video(v / "train_c.mp4", textured([RED, BLUE], [20, 20], 3)),
+        write_video(v / "clip1.mp4", textured([RED, BLUE], [20, 20], 4)),
+    ]
     w["video"] = vids[-1]
     # not in the dataset: 30 fps, 1.7 s (4 snippets after resampling onto the 8 fps grid)
     w["video30"] = write_video(root / "elsewhere" / "clip30.mp4", textured([BLUE, RED], [21, 30], 5), fps=30)
     ds = root / "ds"
-    res = run_cli(["extract", *vids, "-o", ds, "--streams", "vlp,cbp", "--clip", w["clip"],
-                   "--cbp-weights", w["r21d"], *GRID, "--device", "cpu"])
+    res = run_cli(
+        [
+            "extract",
+            *vids,
+            "-o",
+            ds,
+            "--streams",
+            "vlp,cbp",
+            "--clip",
+            w["clip"],
+            "--cbp-weights",
+            w["r21d"],
+            *GRID,
+            "--device",
+            "cpu",
+        ]
+    )
     assert res.exit_code == 0, res.output
     ann = load_annotations(ds / "annotations.json")
     ann.classes = ["Red", "Blue"]
@@ -80,8 +95,13 @@ def world(tmp_path_factory):
             video.segments = [(0.0, 0.8, "Red"), (0.8, 1.6, "Blue")]
     ann.save(ds / "annotations.json")
     w["dataset"] = ds
-    sets = TINY_SETS + ["train.warmup_epochs=2", "data.num_segments=8", "data.batch_size=2",
-                        f"vlp.clip_model={w['clip']}", "train.rounds=1"]
+    sets = TINY_SETS + [
+        "train.warmup_epochs=2",
+        "data.num_segments=8",
+        "data.batch_size=2",
+        f"vlp.clip_model={w['clip']}",
+        "train.rounds=1",
+    ]
     cfg = load_config("demo", sets)
     w["warm"] = root / "warm"
     train_warmup(ds, w["warm"], cfg, progress=False)
@@ -110,8 +130,19 @@ def test_videos_json_matches_dataset_features(world):
     from wtalkit.extract.video import probe
     from wtalkit.localize.predict import localize_dataset
 
-    res = run_cli(["localize", world["video"], world["video30"], world["warm"], "--json",
-                   "--cbp-weights", world["r21d"], "--set", THETA])
+    res = run_cli(
+        [
+            "localize",
+            world["video"],
+            world["video30"],
+            world["warm"],
+            "--json",
+            "--cbp-weights",
+            world["r21d"],
+            "--set",
+            THETA,
+        ]
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)  # stdout is the JSON and nothing else
     assert list(out) == ["results"] and sorted(out["results"]) == ["clip1", "clip30"]
@@ -132,8 +163,20 @@ def test_video_with_figure_on_alternate_run(world, tmp_path):
     from wtalkit.localize.predict import localize_dataset
 
     png = tmp_path / "figs" / "clip1.png"
-    res = run_cli(["localize", world["video"], world["alt"], "--json", "--cbp-weights", world["r21d"],
-                   "--plot", png, "--set", THETA])
+    res = run_cli(
+        [
+            "localize",
+            world["video"],
+            world["alt"],
+            "--json",
+            "--cbp-weights",
+            world["r21d"],
+            "--plot",
+            png,
+            "--set",
+            THETA,
+        ]
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     ref = localize_dataset(predictor(world["alt"]), world["dataset"], "test")["results"]["clip1"]
@@ -174,8 +217,9 @@ def test_not_extractable_backbone(world, tiny_dataset, tmp_path):
     from wtalkit.config import load_config
     from wtalkit.train.warmup import train_warmup
 
-    train_warmup(tiny_dataset, tmp_path / "run", load_config("demo", TINY_SETS + ["train.warmup_epochs=1"]),
-                 progress=False)
+    train_warmup(
+        tiny_dataset, tmp_path / "run", load_config("demo", TINY_SETS + ["train.warmup_epochs=1"]), progress=False
+    )
     res = run_cli(["localize", world["video"], tmp_path / "run", "--json"])
     err = assert_one_line_error(res)
     assert "synthetic-i3d" in err and ".npy" in err
@@ -185,8 +229,9 @@ def test_not_extractable_backbone(world, tiny_dataset, tmp_path):
 def test_input_errors(world, tmp_path):
     err = assert_one_line_error(run_cli(["localize", tmp_path / "missing.mp4", world["warm"], "--json"]))
     assert "missing.mp4" in err
-    err = assert_one_line_error(run_cli(["localize", world["video"], world["warm"], "--json",
-                                         "--cbp-weights", tmp_path / "nope.pt"]))
+    err = assert_one_line_error(
+        run_cli(["localize", world["video"], world["warm"], "--json", "--cbp-weights", tmp_path / "nope.pt"])
+    )
     assert "nope.pt" in err
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")

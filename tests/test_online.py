@@ -67,7 +67,7 @@ def write_video(path, seconds=3.0, fps=25, size=(64, 48), codec="libx264"):
             img[..., 0] = (i * 7) % 256  # depends on the frame alone: a cut file shares its first frames
             img[..., 2] = np.linspace(0, 255, w, dtype=np.uint8)[None]
             x = (i * 3) % (w - 12)
-            img[10:22, x:x + 12] = 255
+            img[10:22, x : x + 12] = 255
             for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(pkt)
         for pkt in s.encode():
@@ -131,12 +131,20 @@ def _text(k=4, d=16, seed=1):
     return _norm(np.random.default_rng(seed).normal(size=(k + 1, d))).astype(np.float32)
 
 
-@pytest.mark.parametrize("make", [lambda t: ClipFrameScorer(t), lambda t: ClipWindowScorer(t, 5),
-                                  lambda t: ClipWindowScorer(t, 1), lambda t: ClipEMAScorer(t, 0.4)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: ClipFrameScorer(t),
+        lambda t: ClipWindowScorer(t, 5),
+        lambda t: ClipWindowScorer(t, 1),
+        lambda t: ClipEMAScorer(t, 0.4),
+    ],
+)
 def test_batch_equals_step_by_step_and_reset(make):
     text = _text()
-    embs = np.random.default_rng(2).normal(size=(23, 16)).astype(np.float32) * \
-        np.random.default_rng(3).uniform(0.1, 10, size=(23, 1)).astype(np.float32)
+    embs = np.random.default_rng(2).normal(size=(23, 16)).astype(np.float32) * np.random.default_rng(3).uniform(
+        0.1, 10, size=(23, 1)
+    ).astype(np.float32)
     s = make(text)
     stepped = np.stack([s.step(e) for e in embs])
     s.reset()
@@ -162,7 +170,7 @@ def test_window_and_ema_definitions():
 
     win = ClipWindowScorer(text, 3).step_many(embs)
     for t in range(10):
-        np.testing.assert_allclose(win[t], probs_of(n[max(0, t - 2):t + 1].mean(0)), atol=1e-5)
+        np.testing.assert_allclose(win[t], probs_of(n[max(0, t - 2) : t + 1].mean(0)), atol=1e-5)
     ema = ClipEMAScorer(text, 0.25).step_many(embs)
     m = n[0]
     for t in range(10):
@@ -209,7 +217,11 @@ def test_hysteresis_segments_on_hand_made_scores():
     assert tail == [Segment("b", 4.0, 5.0, pytest.approx(0.7))]
     all_segs = segments_from_scores(times, np.stack([a, b], 1), ["a", "b"], 0.5)
     assert [(s.label, s.start, s.end) for s in all_segs] == [
-        ("a", 0.5, 2.0), ("b", 1.5, 2.5), ("a", 2.5, 4.0), ("b", 4.0, 5.0)]
+        ("a", 0.5, 2.0),
+        ("b", 1.5, 2.5),
+        ("a", 2.5, 4.0),
+        ("b", 4.0, 5.0),
+    ]
     assert all_segs[0].score == pytest.approx(np.mean([0.6, 0.4, 0.35]))
     # min_length drops the short ones (b at 1.5-2.5 lasts 1.0 s).
     long_only = segments_from_scores(times, np.stack([a, b], 1), ["a", "b"], 0.5, min_length=1.5)
@@ -236,8 +248,9 @@ def test_feature_file_causality_and_format(cli, clip_path, tmp_path):
         assert len(full_lines) == 20 and len(cut_lines) == 11
         for a, b in zip(full_lines, cut_lines):
             assert a["frame"] == b["frame"] and a["t"] == b["t"] and a["top"] == b["top"]
-            np.testing.assert_allclose([a["scores"][c] for c in CLASSES], [b["scores"][c] for c in CLASSES],
-                                       rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(
+                [a["scores"][c] for c in CLASSES], [b["scores"][c] for c in CLASSES], rtol=1e-5, atol=1e-7
+            )
         for i, rec in enumerate(full_lines):
             assert set(rec) == {"video", "frame", "t", "top", "scores"}
             assert rec["video"] == "vid" and rec["frame"] == i and rec["t"] == pytest.approx(i * 0.25)
@@ -252,8 +265,21 @@ def test_feature_file_without_meta_needs_feature_fps(cli, clip_path, tmp_path):
     args = ["online", str(path), "--clip", str(clip_path), "--classes", "a, b"]
     r = invoke(cli, args)
     assert r.exit_code != 0 and "--feature-fps" in r.output and "Traceback" not in r.output
-    r = invoke(cli, args + ["--feature-fps", "2", "--video-name", "cam1", "--segments",
-                            "--start-threshold", "0.0", "--stop-threshold", "0.0"])
+    r = invoke(
+        cli,
+        args
+        + [
+            "--feature-fps",
+            "2",
+            "--video-name",
+            "cam1",
+            "--segments",
+            "--start-threshold",
+            "0.0",
+            "--stop-threshold",
+            "0.0",
+        ],
+    )
     assert r.exit_code == 0, r.output
     segs = read_lines(r.stdout)
     # Thresholds 0 keep every class open for the whole stream: one segment each, closed at the end.
@@ -292,8 +318,23 @@ def test_one_line_errors(cli, clip_path, tmp_path):
 
 def test_streaming_video_run(cli, clip_path, tmp_path):
     video = write_video(tmp_path / "clip.mp4", seconds=3.0)
-    r = invoke(cli, ["online", str(video), "--clip", str(clip_path), "--classes", ", ".join(CLASSES),
-                     "--template", "A photo of action {}.", "--template", "a video of {}", "--model", "clip-window"])
+    r = invoke(
+        cli,
+        [
+            "online",
+            str(video),
+            "--clip",
+            str(clip_path),
+            "--classes",
+            ", ".join(CLASSES),
+            "--template",
+            "A photo of action {}.",
+            "--template",
+            "a video of {}",
+            "--model",
+            "clip-window",
+        ],
+    )
     assert r.exit_code == 0, r.output
     lines = read_lines(r.stdout)
     assert len(lines) == 12  # 3 s at 4 fps
@@ -323,8 +364,20 @@ def test_video_causality(cli, clip_path, tmp_path):
 def test_realtime_pacing_and_latency(cli, clip_path, tmp_path):
     feats = np.random.default_rng(7).normal(size=(8, 32)).astype(np.float32)
     path = write_features(tmp_path / "vlp", feats, fps=16.0)
-    r = invoke(cli, ["online", str(path), "--clip", str(clip_path), "--classes", "a, b", "--realtime",
-                     "--output", str(tmp_path / "rt.jsonl")])
+    r = invoke(
+        cli,
+        [
+            "online",
+            str(path),
+            "--clip",
+            str(clip_path),
+            "--classes",
+            "a, b",
+            "--realtime",
+            "--output",
+            str(tmp_path / "rt.jsonl"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "latency p50" in r.stderr and "p95" in r.stderr
     assert len(read_lines((tmp_path / "rt.jsonl").read_text())) == 8
@@ -345,8 +398,16 @@ def test_live_view_renders(clip_path, tmp_path):
     path = write_features(tmp_path / "vlp", np.random.default_rng(8).normal(size=(5, 32)).astype(np.float32))
     buf = io.StringIO()
     con = Console(file=buf, force_terminal=True, width=100)
-    s = run_online(path, CLASSES, clip=str(clip_path), live=True, console=con, segments=True,
-                   start_threshold=0.0, stop_threshold=0.0)
+    s = run_online(
+        path,
+        CLASSES,
+        clip=str(clip_path),
+        live=True,
+        console=con,
+        segments=True,
+        start_threshold=0.0,
+        stop_threshold=0.0,
+    )
     text = buf.getvalue()
     assert s.frames == 5 and s.segments == 3
     assert "high jump" in text and "t =" in text
@@ -359,11 +420,21 @@ def test_cli_module_does_not_import_torch():
 
 def test_ovoad_model_through_the_online_pipeline(cli, clip_path, clip_model, tmp_path):
     """A (random) OV-OAD checkpoint plugs into the scorer factory; its stream is causal too."""
-    from wtalkit.models import ovoad
     import torch
 
-    cfg = ovoad.OVOADConfig(embed_dim=32, width=32, heads=2, window=8, neighbours=4, decoder_layers=1,
-                            num_groups=4, cluster_layers=1, group_layers=0)
+    from wtalkit.models import ovoad
+
+    cfg = ovoad.OVOADConfig(
+        embed_dim=32,
+        width=32,
+        heads=2,
+        window=8,
+        neighbours=4,
+        decoder_layers=1,
+        num_groups=4,
+        cluster_layers=1,
+        group_layers=0,
+    )
     torch.manual_seed(0)
     ckpt = tmp_path / "ovoad.pt"
     torch.save(ovoad.checkpoint_dict(ovoad.OVOAD(cfg), str(clip_path), ovoad.clip_probe(clip_model)), ckpt)

@@ -11,16 +11,31 @@ import pytest
 import torch
 
 from wtalkit.errors import WtalError
-from wtalkit.models.ovoad import (OVOAD, OVOADConfig, SlotAttention, checkpoint_dict, load_ovoad, make_windows,
-                                  score_frames)
+from wtalkit.models.ovoad import (
+    OVOAD,
+    OVOADConfig,
+    SlotAttention,
+    checkpoint_dict,
+    load_ovoad,
+    make_windows,
+    score_frames,
+)
 from wtalkit.online.scorers import build_ovoad_scorer
-from wtalkit.train.ovoad import (batch_windows, dice_loss, load_frame_table, load_run_config,
-                                 multi_positive_infonce, ovoad_losses, resample_to_grid)
+from wtalkit.train.ovoad import (
+    batch_windows,
+    dice_loss,
+    load_frame_table,
+    load_run_config,
+    multi_positive_infonce,
+    ovoad_losses,
+    resample_to_grid,
+)
 
 D = 32  # the tiny CLIP's embedding size
 
-SMALL = dict(embed_dim=D, width=32, heads=2, decoder_layers=2, num_groups=4, cluster_layers=1,
-             group_layers=1, dropout=0.0)
+SMALL = dict(
+    embed_dim=D, width=32, heads=2, decoder_layers=2, num_groups=4, cluster_layers=1, group_layers=1, dropout=0.0
+)
 
 
 def small_model(seed=0, **kw) -> OVOAD:
@@ -55,10 +70,18 @@ def oad_data(tmp_path_factory, clip_model):
 
     root = tmp_path_factory.mktemp("oad")
     spec = WorldSpec(video_s=(40.0, 60.0))
-    text = lambda names: encode_class_prompts(clip_model, names, ["a video of a person doing {}."]).numpy()  # noqa: E731
-    return build_zero_shot_pair(root, text, clip_embed_dim(clip_model), seed=0, n_train=8, n_test=3, spec=spec,
-                                seen=["archery", "bowling", "boxing", "fencing"],
-                                unseen=["golf swing", "pole vault"])
+    text = lambda names: encode_class_prompts(clip_model, names, ["a video of a person doing {}."]).numpy()
+    return build_zero_shot_pair(
+        root,
+        text,
+        clip_embed_dim(clip_model),
+        seed=0,
+        n_train=8,
+        n_test=3,
+        spec=spec,
+        seen=["archery", "bowling", "boxing", "fencing"],
+        unseen=["golf swing", "pole vault"],
+    )
 
 
 # ----------------------------------------------------------------------------- model
@@ -110,10 +133,10 @@ def test_neighbouring_tokens_are_causal_within_a_window(head):
     Wd = model.distant
     for t in range(model.cfg.neighbours - 1):  # neighbour index t = window position Wd + t
         y = x.clone()
-        y[:, Wd + t + 1:] = torch.randn_like(y[:, Wd + t + 1:])
+        y[:, Wd + t + 1 :] = torch.randn_like(y[:, Wd + t + 1 :])
         out = model(y)["frame_emb"]
-        torch.testing.assert_close(out[:, :t + 1], base[:, :t + 1], rtol=0, atol=1e-6)
-        assert not torch.allclose(out[:, t + 1:], base[:, t + 1:], atol=1e-4)  # later tokens do change
+        torch.testing.assert_close(out[:, : t + 1], base[:, : t + 1], rtol=0, atol=1e-6)
+        assert not torch.allclose(out[:, t + 1 :], base[:, t + 1 :], atol=1e-4)  # later tokens do change
     # The distant past is seen: changing it changes the current token.
     y = x.clone()
     y[:, :Wd] = torch.randn_like(y[:, :Wd])
@@ -137,13 +160,13 @@ def test_streaming_scorer_is_causal_and_matches_batched_scoring(head):
     # Changing a future frame does not change the current frame's score.
     t = 20
     changed = feats.copy()
-    changed[t + 1:] = np.random.default_rng(1).normal(size=changed[t + 1:].shape)
+    changed[t + 1 :] = np.random.default_rng(1).normal(size=changed[t + 1 :].shape)
     s.reset()
     whole = s.step_many(feats)
     s.reset()
     other = s.step_many(changed)  # same chunking as ``whole``: identical arithmetic up to frame t
-    np.testing.assert_array_equal(other[:t + 1], whole[:t + 1])
-    assert not np.allclose(other[t + 1:], whole[t + 1:])
+    np.testing.assert_array_equal(other[: t + 1], whole[: t + 1])
+    assert not np.allclose(other[t + 1 :], whole[t + 1 :])
     # Batched whole-video scoring is the same computation.
     np.testing.assert_allclose(score_frames(model, feats, text), stepped, atol=1e-5)
     with pytest.raises(WtalError, match="embeddings must be"):
@@ -176,8 +199,9 @@ def test_dice_loss_known_values():
     valid = torch.tensor([[True, False, True, True]])
     assert dice_loss(pred, target, valid).item() == pytest.approx(0.0)
     # Disjoint masks: 1 - 1 / (2 + 2 + 1).
-    assert dice_loss(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([[1.0, 1.0, 0.0, 0.0]])).item() == \
-        pytest.approx(0.8)
+    assert dice_loss(
+        torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    ).item() == pytest.approx(0.8)
 
 
 def test_multi_positive_infonce():
@@ -237,9 +261,18 @@ def _invoke(args):
     return CliRunner().invoke(cli, args, catch_exceptions=True)
 
 
-TRAIN_SETS = ["model.width=32", "model.heads=2", "model.decoder_layers=2", "model.num_groups=4",
-              "model.cluster_layers=1", "model.dropout=0.0", "train.epochs=4", "train.batch_size=64",
-              "train.lr=0.002", "train.warmup_steps=5"]
+TRAIN_SETS = [
+    "model.width=32",
+    "model.heads=2",
+    "model.decoder_layers=2",
+    "model.num_groups=4",
+    "model.cluster_layers=1",
+    "model.dropout=0.0",
+    "train.epochs=4",
+    "train.batch_size=64",
+    "train.lr=0.002",
+    "train.warmup_steps=5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -306,8 +339,7 @@ def test_scorer_from_checkpoint_through_build_scorer(trained_run, oad_data, clip
 
     test = Dataset(oad_data[1])
     feats = test.stream("vlp").load(test.videos(None)[0].name)
-    s = build_scorer("ovoad", clip_model, test.classes, [], "background",
-                     checkpoint=str(trained_run / "checkpoint.pt"))
+    s = build_scorer("ovoad", clip_model, test.classes, [], "background", checkpoint=str(trained_run / "checkpoint.pt"))
     probs = s.step_many(feats)
     assert probs.shape == (len(feats), 3) and s.num_classes == 2
     # The same as the library's batched whole-video scoring with the checkpoint's templates.
@@ -358,8 +390,18 @@ def test_config_is_strict():
 def test_cli_errors_are_one_line(tmp_path, oad_data, tiny_clip_path, trained_run):
     r = _invoke(["train-online", str(tmp_path / "nope"), "-o", str(tmp_path / "r"), "--clip", str(tiny_clip_path)])
     assert r.exit_code == 1 and "dataset folder not found" in r.output and "Traceback" not in r.output
-    r = _invoke(["train-online", str(oad_data[0]), "-o", str(tmp_path / "r"), "--clip", str(tiny_clip_path),
-                 "--set", "model.bogus=1"])
+    r = _invoke(
+        [
+            "train-online",
+            str(oad_data[0]),
+            "-o",
+            str(tmp_path / "r"),
+            "--clip",
+            str(tiny_clip_path),
+            "--set",
+            "model.bogus=1",
+        ]
+    )
     assert r.exit_code == 1 and "unknown config key 'model.bogus'" in r.output
     r = _invoke(["train-online", str(oad_data[0]), "-o", str(trained_run), "--clip", str(tiny_clip_path)])
     assert r.exit_code == 1 and "--overwrite" in r.output

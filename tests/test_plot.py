@@ -7,14 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from tests.cli_helpers import assert_one_line_error, run_cli
 from tests.conftest import TINY_SETS
 from wtalkit.errors import WtalError
 from wtalkit.timeaxis import SnippetGrid
-from tests.cli_helpers import assert_one_line_error, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
 
 
 def assert_png(path):
@@ -32,8 +30,9 @@ def runs(tiny_dataset, tiny_clip_path, tmp_path_factory):
     from wtalkit.train.warmup import train_warmup
 
     root = tmp_path_factory.mktemp("plotruns")
-    cfg = load_config("demo", TINY_SETS + ["train.warmup_epochs=2", f"vlp.clip_model={tiny_clip_path}",
-                                           "train.rounds=1"])
+    cfg = load_config(
+        "demo", TINY_SETS + ["train.warmup_epochs=2", f"vlp.clip_model={tiny_clip_path}", "train.rounds=1"]
+    )
     train_warmup(tiny_dataset, root / "warm", cfg, progress=False)
     train_alternate(tiny_dataset, root / "alt", cfg, warmup_ckpt=root / "warm" / "warmup.pt", progress=False)
     return {"warm": root / "warm", "alt": root / "alt"}
@@ -50,11 +49,20 @@ CLASSES = ["Jump", "Run", "Swim"]
 def figure(**kw):
     from wtalkit.localize.plot import figure_video
 
-    args = dict(duration=20.0, grid=GRID, classes=CLASSES, gt_segments=[(2.0, 5.0, "Run"), (9.0, 12.0, "Jump")],
-                cbp_scores=scores(30, 3, 0), vlp_scores=scores(30, 3, 1), final_scores=scores(30, 3, 2),
-                detections=[{"label": "Run", "score": 0.9, "segment": [2.56, 5.12]},
-                            {"label": "Jump", "score": 0.4, "segment": [9.0, 11.0]}],
-                theta_loc=[0.3, 0.5])
+    args = dict(
+        duration=20.0,
+        grid=GRID,
+        classes=CLASSES,
+        gt_segments=[(2.0, 5.0, "Run"), (9.0, 12.0, "Jump")],
+        cbp_scores=scores(30, 3, 0),
+        vlp_scores=scores(30, 3, 1),
+        final_scores=scores(30, 3, 2),
+        detections=[
+            {"label": "Run", "score": 0.9, "segment": [2.56, 5.12]},
+            {"label": "Jump", "score": 0.4, "segment": [9.0, 11.0]},
+        ],
+        theta_loc=[0.3, 0.5],
+    )
     args.update(kw)
     return figure_video(**args)
 
@@ -88,9 +96,18 @@ def test_plot_video_writes_png_atomically(tmp_path):
     from wtalkit.localize.plot import plot_video
 
     out = tmp_path / "a" / "b" / "fig.png"
-    fig_args = dict(duration=20.0, grid=GRID, classes=CLASSES, gt_segments=[(2.0, 5.0, "Run")],
-                    cbp_scores=scores(30, 3, 0), vlp_scores=None, final_scores=scores(30, 3, 2), detections=[],
-                    label=None, theta_loc=0.5)
+    fig_args = dict(
+        duration=20.0,
+        grid=GRID,
+        classes=CLASSES,
+        gt_segments=[(2.0, 5.0, "Run")],
+        cbp_scores=scores(30, 3, 0),
+        vlp_scores=None,
+        final_scores=scores(30, 3, 2),
+        detections=[],
+        label=None,
+        theta_loc=0.5,
+    )
     assert plot_video(out, **fig_args) == out
     assert_png(out)
     assert [p.name for p in out.parent.iterdir()] == ["fig.png"]
@@ -105,8 +122,8 @@ def test_plot_video_writes_png_atomically(tmp_path):
 def test_curves_match_inference(runs, tiny_dataset):
     """The figure's final curve is exactly what inference thresholds; VLP comes from the run's VLP branch."""
     from wtalkit.data.features import Dataset
-    from wtalkit.localize.predict import Predictor
     from wtalkit.localize.plot import ScoreCurves
+    from wtalkit.localize.predict import Predictor
 
     pred = Predictor(runs["alt"])
     curves = ScoreCurves(pred)
@@ -150,8 +167,12 @@ def test_cli_plot_feature_file(runs, tiny_dataset, tmp_path):
 def test_cli_plot_bad_paths(runs, tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
-    for args in (["--plot", blocker / "sub" / "x.png"], ["--plot-dir", blocker], ["--plot", tmp_path / "x.gif"],
-                 ["--plot", tmp_path / "x.png", "--plot-label", "NoSuchClass"]):
+    for args in (
+        ["--plot", blocker / "sub" / "x.png"],
+        ["--plot-dir", blocker],
+        ["--plot", tmp_path / "x.gif"],
+        ["--plot", tmp_path / "x.png", "--plot-label", "NoSuchClass"],
+    ):
         err = assert_one_line_error(run_cli(["localize", runs["warm"], "--json", *args]))
         assert args[0] in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]  # nothing written

@@ -43,7 +43,7 @@ def slow_soft_nms(props, sigma):
                 inter = max(0.0, min(best[2], r[2]) - max(best[1], r[1]))
                 union = (best[2] - best[1]) + (r[2] - r[1]) - inter
                 iou = inter / union if union > 0 else 0.0
-                r[3] *= np.exp(-(iou ** 2) / sigma)
+                r[3] *= np.exp(-(iou**2) / sigma)
     out = np.array(out).reshape(-1, 4)
     return out[np.argsort(-out[:, 3], kind="stable")]
 
@@ -56,7 +56,7 @@ def test_soft_nms_matches_loop(seed):
     props = np.stack([rng.integers(0, 4, n), s, s + rng.uniform(0.5, 20, n), rng.uniform(0, 1, n)], 1)
     fast = soft_nms(props, sigma=0.5)
     ref = slow_soft_nms(props, 0.5)
-    key = lambda a: a[np.lexsort((a[:, 2], a[:, 1], a[:, 0], -a[:, 3].round(12)))]  # noqa: E731
+    key = lambda a: a[np.lexsort((a[:, 2], a[:, 1], a[:, 0], -a[:, 3].round(12)))]
     np.testing.assert_allclose(key(fast), key(ref), atol=1e-12)
 
 

@@ -9,28 +9,34 @@ import torch
 
 from wtalkit.config import LossConfig
 from wtalkit.data.annotations import Video
-from wtalkit.errors import WtalError
-from wtalkit.train.losses import distill_loss, fb_loss, kd_loss
 from wtalkit.data.loader import multi_hot
+from wtalkit.errors import WtalError
 from wtalkit.eval.pseudo import FBIoU
-from wtalkit.train.pseudo import gt_foreground, gt_snippet_labels, pseudo_meta, save_pseudo_labels, ternary_labels
 from wtalkit.timeaxis import SnippetGrid
+from wtalkit.train.losses import distill_loss, fb_loss, kd_loss
+from wtalkit.train.pseudo import gt_foreground, gt_snippet_labels, pseudo_meta, save_pseudo_labels, ternary_labels
 
 # --- ternary labels ---------------------------------------------------------------------------
 
-SCORES = np.array([
-    [0.90, 0.90, 0.05],  # class 0: fg; class 1 not in labels -> 0; class 2: low -> 0
-    [0.30, 0.20, 0.29],  # exactly delta_h -> uncertain; 0.29 -> uncertain
-    [0.10, 0.31, 0.09],  # exactly delta_l -> uncertain; 0.31 for absent class -> 0; 0.09 -> 0
-    [0.31, 0.00, 0.50],
-], dtype=np.float32)
+SCORES = np.array(
+    [
+        [0.90, 0.90, 0.05],  # class 0: fg; class 1 not in labels -> 0; class 2: low -> 0
+        [0.30, 0.20, 0.29],  # exactly delta_h -> uncertain; 0.29 -> uncertain
+        [0.10, 0.31, 0.09],  # exactly delta_l -> uncertain; 0.31 for absent class -> 0; 0.09 -> 0
+        [0.31, 0.00, 0.50],
+    ],
+    dtype=np.float32,
+)
 LABELS = np.array([1, 0, 1], dtype=bool)
-EXPECTED = np.array([
-    [1, 0, 0],
-    [-1, 0, -1],
-    [-1, 0, 0],
-    [1, 0, 1],
-], dtype=np.int8)
+EXPECTED = np.array(
+    [
+        [1, 0, 0],
+        [-1, 0, -1],
+        [-1, 0, 0],
+        [1, 0, 1],
+    ],
+    dtype=np.int8,
+)
 
 
 def test_ternary_labels_numpy_thresholds():
@@ -69,6 +75,7 @@ def test_multi_hot():
 
 # --- L_kd -------------------------------------------------------------------------------------
 
+
 def test_kd_loss_value_and_zero_grad_on_uncertain_and_padding():
     probs = torch.tensor([[[0.8, 0.3], [0.4, 0.9], [0.6, 0.5]]], requires_grad=True)  # [1, 3, 2]
     pseudo = torch.tensor([[[1, 0], [-1, 1], [0, 1]]])
@@ -103,6 +110,7 @@ def test_kd_loss_extreme_probs_are_finite():
 
 # --- L_fb -------------------------------------------------------------------------------------
 
+
 def test_fb_loss_identical_positives_orthogonal_negative():
     # two foreground frames of class 0 with the same feature, one orthogonal background frame
     feats = torch.tensor([[[2.0, 0.0], [5.0, 0.0], [0.0, 3.0]]], requires_grad=True)
@@ -118,18 +126,22 @@ def test_fb_loss_hand_computed_two_negatives_across_videos():
     r = 1 / math.sqrt(2)
     # video 0: anchors a1 = e1, a2 = (e1 + e2)/sqrt2 (class 1); video 1: backgrounds e2 and -e1,
     # plus an uncertain frame and a padded "background" frame, which must be ignored.
-    feats = torch.tensor([
-        [[1.0, 0.0], [r, r], [0.3, -0.7]],
-        [[0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]],
-    ])
-    pseudo = torch.tensor([
-        [[0, 1], [0, 1], [-1, 0]],
-        [[0, 0], [0, 0], [0, 0]],
-    ])
+    feats = torch.tensor(
+        [
+            [[1.0, 0.0], [r, r], [0.3, -0.7]],
+            [[0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]],
+        ]
+    )
+    pseudo = torch.tensor(
+        [
+            [[0, 1], [0, 1], [-1, 0]],
+            [[0, 0], [0, 0], [0, 0]],
+        ]
+    )
     mask = torch.tensor([[True, True, True], [True, True, False]])
     tau = 0.5
     loss = fb_loss(feats, pseudo, mask, tau=tau)
-    e = lambda s: math.exp(s / tau)  # noqa: E731
+    e = lambda s: math.exp(s / tau)
     # anchor a1: pos cos(a1,a2)=r; neg cos=0 (e2), -1 (-e1)
     l1 = -math.log(e(r) / (e(r) + e(0) + e(-1)))
     # anchor a2: pos r; neg r (e2), -r (-e1)
@@ -153,9 +165,15 @@ def test_fb_loss_sampling_is_capped_and_deterministic():
     pseudo = torch.zeros(2, 200, 3, dtype=torch.long)
     pseudo[:, :120, 1] = 1
     full = fb_loss(feats, pseudo, None, tau=0.1, max_anchors=0, max_negatives=0)  # 0 = no cap
-    a = fb_loss(feats, pseudo, None, tau=0.1, max_anchors=16, max_negatives=32, generator=torch.Generator().manual_seed(3))
-    b = fb_loss(feats, pseudo, None, tau=0.1, max_anchors=16, max_negatives=32, generator=torch.Generator().manual_seed(3))
-    c = fb_loss(feats, pseudo, None, tau=0.1, max_anchors=16, max_negatives=32, generator=torch.Generator().manual_seed(4))
+    a = fb_loss(
+        feats, pseudo, None, tau=0.1, max_anchors=16, max_negatives=32, generator=torch.Generator().manual_seed(3)
+    )
+    b = fb_loss(
+        feats, pseudo, None, tau=0.1, max_anchors=16, max_negatives=32, generator=torch.Generator().manual_seed(3)
+    )
+    c = fb_loss(
+        feats, pseudo, None, tau=0.1, max_anchors=16, max_negatives=32, generator=torch.Generator().manual_seed(4)
+    )
     assert a.item() == b.item()
     assert a.item() != c.item()
     assert a.item() != full.item()
@@ -181,6 +199,7 @@ def test_distill_loss_switches():
 
 
 # --- Table-3 metric ----------------------------------------------------------------------------
+
 
 def fb_miou(pseudo, gt):
     acc = FBIoU()
@@ -225,6 +244,7 @@ def test_gt_snippet_labels_centre_rule():
 
 
 # --- files ------------------------------------------------------------------------------------
+
 
 def test_save_load_roundtrip(tmp_path):
     meta = pseudo_meta(["a", "b"], "cbp", 0.3, 0.1, SnippetGrid(25.0, 16, 16))

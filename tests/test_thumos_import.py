@@ -33,13 +33,25 @@ def source_videos():
     and 2 test videos), synthetic otherwise.
     """
     if SHARED.is_dir():
-        ld = {k: np.load(SHARED / f"{k}.npy", allow_pickle=True)
-              for k in ("videoname", "subset", "duration", "labels", "segments", "labels_all", "classlist")}
+        ld = {
+            k: np.load(SHARED / f"{k}.npy", allow_pickle=True)
+            for k in ("videoname", "subset", "duration", "labels", "segments", "labels_all", "classlist")
+        }
         subsets = [s.decode() for s in ld["subset"]]
-        pick = [i for i, s in enumerate(subsets) if s == "validation"][:3] + \
-               [i for i, s in enumerate(subsets) if s == "test"][:2]
-        videos = [(ld["videoname"][i].decode(), subsets[i], float(ld["duration"][i][0]), list(ld["labels"][i]),
-                   [list(map(float, s)) for s in ld["segments"][i]], list(ld["labels_all"][i])) for i in pick]
+        pick = [i for i, s in enumerate(subsets) if s == "validation"][:3] + [
+            i for i, s in enumerate(subsets) if s == "test"
+        ][:2]
+        videos = [
+            (
+                ld["videoname"][i].decode(),
+                subsets[i],
+                float(ld["duration"][i][0]),
+                list(ld["labels"][i]),
+                [list(map(float, s)) for s in ld["segments"][i]],
+                list(ld["labels_all"][i]),
+            )
+            for i in pick
+        ]
         return videos, [c.decode() for c in ld["classlist"]]
     classes = ["BaseballPitch", "Billiards", "Diving", "HighJump"]
     videos = []
@@ -104,8 +116,13 @@ def test_import_round_trip(release, tmp_path):
         stored = np.load(out / "features" / "cbp" / f"{name}.npy")
         assert stored.dtype == np.float32 and np.array_equal(stored, x)
     meta = json.loads((out / "features" / "cbp" / "meta.json").read_text())
-    assert meta == {"backbone": "i3d-kinetics-rgb+flow", "dim": 2048, "fps": 25.0,
-                    "snippet_length": 16, "snippet_stride": 16}
+    assert meta == {
+        "backbone": "i3d-kinetics-rgb+flow",
+        "dim": 2048,
+        "fps": 25.0,
+        "snippet_length": 16,
+        "snippet_stride": 16,
+    }
     ds = Dataset(out)
     assert len(ds.videos("train", "cbp")) == 3 and len(ds.videos("test", "cbp")) == 2
     assert ds.stream("cbp").meta.grid.seconds_per_snippet == pytest.approx(0.64)
@@ -127,7 +144,9 @@ def test_bad_releases_leave_nothing(tmp_path):
     wrong_label[1][3] = ["NotAClass"] * len(wrong_label[1][3])
     cases = {
         "has 4 videos but the annotations have 5": {"features": obj_array(good[:4])},
-        "feature dimension 1024, expected 2048": {"features": obj_array(good[:3] + [np.zeros((4, 1024), np.float32)] + good[4:])},
+        "feature dimension 1024, expected 2048": {
+            "features": obj_array(good[:3] + [np.zeros((4, 1024), np.float32)] + good[4:])
+        },
         "NaN": {"features": obj_array(nan)},
         "non-empty \\[T, D\\]": {"features": obj_array(good[:1] + [np.zeros(2048, np.float32)] + good[2:])},
         "subset.npy has 4 entries but videoname.npy has 5": {"subset": np.array([v[1].encode() for v in videos[:4]])},
@@ -166,14 +185,18 @@ def test_cli(release, tmp_path):
     assert (out / "annotations.json").exists()
     # The imported dataset scores directly: predicting every test segment exactly gives mAP 1.
     ann = load_annotations(out / "annotations.json")
-    results = {v.name: [{"label": lab, "score": 1.0, "segment": [s, e]} for s, e, lab in v.segments]
-               for v in ann.subset("test")}
+    results = {
+        v.name: [{"label": lab, "score": 1.0, "segment": [s, e]} for s, e, lab in v.segments]
+        for v in ann.subset("test")
+    }
     (tmp_path / "res.json").write_text(json.dumps({"results": results}))
     res = CliRunner().invoke(cli, ["score", str(out), str(tmp_path / "res.json"), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["mAP"] == pytest.approx([1.0] * 7)
     res = CliRunner().invoke(cli, ["import-thumos", str(feats), str(ann_dir), "-o", str(out)])
     assert res.exit_code == 1 and "already exists" in res.output and "Traceback" not in res.output
-    res = CliRunner().invoke(cli, ["import-thumos", str(tmp_path / "nope.npy"), str(ann_dir), "-o", str(tmp_path / "x")])
+    res = CliRunner().invoke(
+        cli, ["import-thumos", str(tmp_path / "nope.npy"), str(ann_dir), "-o", str(tmp_path / "x")]
+    )
     assert res.exit_code == 1 and "nope.npy" in res.output
     assert not (tmp_path / "x").exists()

@@ -4,10 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wtalkit.models.clip import _import_clip, encode_class_prompts, load_clip, save_random_clip
 from wtalkit.config import VLPConfig
 from wtalkit.errors import WtalError
-from wtalkit.models.clip import class_words
+from wtalkit.models.clip import _import_clip, class_words, encode_class_prompts, load_clip, save_random_clip
 from wtalkit.models.vlp import RawVLP, VLPBranch
 
 NAMES = ["run", "pole vault", "throw discus from a circle", "cliff diving"]  # different token lengths
@@ -46,7 +45,7 @@ def test_prompted_text_features_match_manual_sequence(clip_model):
             ids = clip.tokenize([name])[0]
             n = int((ids == ids.max()).nonzero()[0]) - 1  # name tokens between SOT and EOT
             tok = clip_model.token_embedding(ids)
-            seq = torch.cat([tok[:1], prompts[:2], tok[1:1 + n], prompts[2:], tok[1 + n:]])[:77]
+            seq = torch.cat([tok[:1], prompts[:2], tok[1 : 1 + n], prompts[2:], tok[1 + n :]])[:77]
             x = seq + clip_model.positional_embedding
             x = clip_model.transformer(x[:, None]).squeeze(1)  # full 77-token causal pass
             x = clip_model.ln_final(x)[1 + 5 + n] @ clip_model.text_projection

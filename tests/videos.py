@@ -45,7 +45,7 @@ def corrupt_copy(src, dst) -> Path:
     """A copy of an mp4 whose middle is overwritten with junk (opens, fails to decode)."""
     data = bytearray(Path(src).read_bytes())
     a = len(data) // 3
-    data[a:a + max(64, len(data) // 3)] = b"\xff" * max(64, len(data) // 3)
+    data[a : a + max(64, len(data) // 3)] = b"\xff" * max(64, len(data) // 3)
     Path(dst).write_bytes(bytes(data))
     return Path(dst)
 
@@ -71,7 +71,7 @@ def read_codes(frames: np.ndarray) -> np.ndarray:
     n, h, w = frames.shape[:3]
     g = frames.astype(np.float32).mean(-1)
     # sample the centre of each block
-    ys = (np.arange(2) * (h // 2) + h // 4)
-    xs = (np.arange(4) * (w // 4) + w // 8)
+    ys = np.arange(2) * (h // 2) + h // 4
+    xs = np.arange(4) * (w // 4) + w // 8
     bits = (g[:, ys][:, :, xs] > 127).reshape(n, 8).astype(np.int64)
     return (bits << np.arange(8)[None]).sum(1)

@@ -123,40 +123,76 @@ class Config:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         d, c, v, t, i = self.data, self.cbp, self.vlp, self.train, self.infer
-        check_all([
-            (d.batch_size >= 1, "data.batch_size must be >= 1"),
-            (d.num_segments >= 1, "data.num_segments must be >= 1"),
-            (c.hidden_dim >= 1 and c.num_heads >= 1 and c.num_layers >= 0, "cbp.hidden_dim and cbp.num_heads must be >= 1, cbp.num_layers >= 0"),
-            (c.hidden_dim % c.num_heads == 0, "cbp.hidden_dim must be divisible by cbp.num_heads"),
-            (c.mlp_ratio > 0, "cbp.mlp_ratio must be positive"),
-            (0 <= c.dropout < 1 and 0 <= c.input_dropout < 1, "cbp.dropout and cbp.input_dropout must be in [0, 1)"),
-            (c.topk_ratio >= 1, "cbp.topk_ratio must be >= 1"),
-            (v.n_prompts >= 0, "vlp.n_prompts must be >= 0"),
-            (v.prompt_init_std >= 0, "vlp.prompt_init_std must be >= 0"),
-            (v.temporal_layers >= 0 and v.temporal_heads >= 1, "vlp.temporal_layers must be >= 0, vlp.temporal_heads >= 1"),
-            (v.temporal_window >= 0, "vlp.temporal_window must be >= 0 (0 = global)"),
-            (0 <= v.dropout < 1, "vlp.dropout must be in [0, 1)"),
-            (len(v.templates) >= 1 and all("{}" in x for x in v.templates), "vlp.templates must be a non-empty list of strings with one '{}'"),
-            (all(x.count("{}") == 1 and x.replace("{}", "").count("{") == 0 and x.replace("{}", "").count("}") == 0 for x in v.templates),
-             "each of vlp.templates must hold exactly one '{}' and no other braces"),
-            (0 <= self.pseudo.delta_l <= self.pseudo.delta_h <= 1, "need 0 <= pseudo.delta_l <= pseudo.delta_h <= 1"),
-            (self.loss.lambda_fb >= 0, "loss.lambda_fb must be >= 0"),
-            (self.loss.tau > 0, "loss.tau must be positive"),
-            (self.optim.lr > 0, "optim.lr must be positive"),
-            (self.optim.weight_decay >= 0 and self.optim.grad_clip >= 0, "optim.weight_decay and optim.grad_clip must be >= 0"),
-            (t.warmup_epochs >= 0 and t.b_epochs >= 0 and t.f_epochs >= 0, "train.warmup_epochs, train.b_epochs and train.f_epochs must be >= 0"),
-            (t.rounds >= 1, "train.rounds must be >= 1"),
-            (0 <= t.fuse_weight <= 1, "train.fuse_weight must be in [0, 1]"),
-            (t.seed >= 0, "train.seed must be >= 0"),
-            (0 <= i.theta_cls <= 1, "infer.theta_cls must be in [0, 1]"),
-            (len(i.theta_loc) >= 1 and all(0 <= x <= 1 for x in i.theta_loc), "infer.theta_loc must be a non-empty list in [0, 1]"),
-            (i.nms_sigma > 0, "infer.nms_sigma must be positive"),
-            (i.max_proposals >= 1, "infer.max_proposals must be >= 1"),
-            (0 <= i.min_score <= 1, "infer.min_score must be in [0, 1]"),
-            (len(self.eval.tiou) >= 1 and all(0 < x <= 1 for x in self.eval.tiou), "eval.tiou must be a non-empty list in (0, 1]"),
-        ])
+        check_all(
+            [
+                (d.batch_size >= 1, "data.batch_size must be >= 1"),
+                (d.num_segments >= 1, "data.num_segments must be >= 1"),
+                (
+                    c.hidden_dim >= 1 and c.num_heads >= 1 and c.num_layers >= 0,
+                    "cbp.hidden_dim and cbp.num_heads must be >= 1, cbp.num_layers >= 0",
+                ),
+                (c.hidden_dim % c.num_heads == 0, "cbp.hidden_dim must be divisible by cbp.num_heads"),
+                (c.mlp_ratio > 0, "cbp.mlp_ratio must be positive"),
+                (
+                    0 <= c.dropout < 1 and 0 <= c.input_dropout < 1,
+                    "cbp.dropout and cbp.input_dropout must be in [0, 1)",
+                ),
+                (c.topk_ratio >= 1, "cbp.topk_ratio must be >= 1"),
+                (v.n_prompts >= 0, "vlp.n_prompts must be >= 0"),
+                (v.prompt_init_std >= 0, "vlp.prompt_init_std must be >= 0"),
+                (
+                    v.temporal_layers >= 0 and v.temporal_heads >= 1,
+                    "vlp.temporal_layers must be >= 0, vlp.temporal_heads >= 1",
+                ),
+                (v.temporal_window >= 0, "vlp.temporal_window must be >= 0 (0 = global)"),
+                (0 <= v.dropout < 1, "vlp.dropout must be in [0, 1)"),
+                (
+                    len(v.templates) >= 1 and all("{}" in x for x in v.templates),
+                    "vlp.templates must be a non-empty list of strings with one '{}'",
+                ),
+                (
+                    all(
+                        x.count("{}") == 1
+                        and x.replace("{}", "").count("{") == 0
+                        and x.replace("{}", "").count("}") == 0
+                        for x in v.templates
+                    ),
+                    "each of vlp.templates must hold exactly one '{}' and no other braces",
+                ),
+                (
+                    0 <= self.pseudo.delta_l <= self.pseudo.delta_h <= 1,
+                    "need 0 <= pseudo.delta_l <= pseudo.delta_h <= 1",
+                ),
+                (self.loss.lambda_fb >= 0, "loss.lambda_fb must be >= 0"),
+                (self.loss.tau > 0, "loss.tau must be positive"),
+                (self.optim.lr > 0, "optim.lr must be positive"),
+                (
+                    self.optim.weight_decay >= 0 and self.optim.grad_clip >= 0,
+                    "optim.weight_decay and optim.grad_clip must be >= 0",
+                ),
+                (
+                    t.warmup_epochs >= 0 and t.b_epochs >= 0 and t.f_epochs >= 0,
+                    "train.warmup_epochs, train.b_epochs and train.f_epochs must be >= 0",
+                ),
+                (t.rounds >= 1, "train.rounds must be >= 1"),
+                (0 <= t.fuse_weight <= 1, "train.fuse_weight must be in [0, 1]"),
+                (t.seed >= 0, "train.seed must be >= 0"),
+                (0 <= i.theta_cls <= 1, "infer.theta_cls must be in [0, 1]"),
+                (
+                    len(i.theta_loc) >= 1 and all(0 <= x <= 1 for x in i.theta_loc),
+                    "infer.theta_loc must be a non-empty list in [0, 1]",
+                ),
+                (i.nms_sigma > 0, "infer.nms_sigma must be positive"),
+                (i.max_proposals >= 1, "infer.max_proposals must be >= 1"),
+                (0 <= i.min_score <= 1, "infer.min_score must be in [0, 1]"),
+                (
+                    len(self.eval.tiou) >= 1 and all(0 < x <= 1 for x in self.eval.tiou),
+                    "eval.tiou must be a non-empty list in (0, 1]",
+                ),
+            ]
+        )
         return self
 
 
@@ -292,7 +328,9 @@ def resolve(cls, source: str | None = None, overrides=(), base: dict | None = No
         path = Path(source)
         if path.suffix in (".yaml", ".yml") or path.is_file() or preset_dir is None:
             if not path.is_file():
-                raise WtalError(f"config file not found: {source}" + ("" if preset_dir else " (this command has no presets)"))
+                raise WtalError(
+                    f"config file not found: {source}" + ("" if preset_dir else " (this command has no presets)")
+                )
             data = merge(data, read_yaml(path))
         elif (preset_dir / f"{source}.yaml").exists():
             data = merge(data, read_yaml(preset_dir / f"{source}.yaml"))
@@ -319,6 +357,8 @@ REMOVED_KEYS = {"data": ("num_workers",), "cbp": ("max_len",)}  # read and ignor
 def config_from_dict(data: dict) -> Config:
     """A saved config (checkpoint, ``config.yaml``); keys that wtalkit 0.1 wrote and never read are dropped."""
     if isinstance(data, dict):
-        data = {k: ({kk: vv for kk, vv in v.items() if kk not in REMOVED_KEYS.get(k, ())} if isinstance(v, dict) else v)
-                for k, v in data.items()}
+        data = {
+            k: ({kk: vv for kk, vv in v.items() if kk not in REMOVED_KEYS.get(k, ())} if isinstance(v, dict) else v)
+            for k, v in data.items()
+        }
     return from_dict(Config, data)

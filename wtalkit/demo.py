@@ -44,8 +44,8 @@ def prepare_demo_folder(out_dir) -> Path:
 
 def build_demo_data(out: Path, quick: bool, seed: int, console=None) -> tuple[Path, Path]:
     """The demo CLIP checkpoint and dataset (rebuilt each run: deterministic for a seed)."""
-    from wtalkit.models.clip import encode_class_prompts, load_clip, class_words, save_random_clip
     from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
+    from wtalkit.models.clip import class_words, encode_class_prompts, load_clip, save_random_clip
     from wtalkit.timeaxis import SnippetGrid
 
     clip_path = save_random_clip(out / "clip_demo.pt", "demo", seed=seed)
@@ -58,8 +58,15 @@ def build_demo_data(out: Path, quick: bool, seed: int, console=None) -> tuple[Pa
 
         shutil.rmtree(data)
     n_train, n_test = (100, 40) if quick else (200, 100)
-    make_synthetic_dataset(data, text_embeddings=text, n_train=n_train, n_test=n_test, cbp=I3DStyle(),
-                           grid=SnippetGrid(25.0, 32, 32), seed=seed)
+    make_synthetic_dataset(
+        data,
+        text_embeddings=text,
+        n_train=n_train,
+        n_test=n_test,
+        cbp=I3DStyle(),
+        grid=SnippetGrid(25.0, 32, 32),
+        seed=seed,
+    )
     if console:
         console.print(f"[green]synthetic dataset:[/] {data} ({n_train} train / {n_test} test videos, THUMOS14 layout)")
     return clip_path, data
@@ -96,8 +103,8 @@ def evaluate_run(run_or_ckpt, data: Path, branch: str | None = None, cfg=None):
 def run_demo(out_dir, *, quick: bool = False, seed: int = 0, console=None, progress: bool = True) -> DemoReport:
     """Warm-up, raw VLP, only-F, only-B and alternate on the synthetic data; mAP and Table-3 rows."""
     from wtalkit.config import load_config
-    from wtalkit.train.pseudolabel import branch_scores, pseudo_labels
     from wtalkit.train.alternate import train_alternate
+    from wtalkit.train.pseudolabel import branch_scores, pseudo_labels
     from wtalkit.train.warmup import train_warmup
 
     t0 = time.perf_counter()
@@ -128,12 +135,21 @@ def run_demo(out_dir, *, quick: bool = False, seed: int = 0, console=None, progr
     for i, (schedule, name) in enumerate((("only-f", "only-F"), ("only-b", "only-B (fused avg)")), start=3):
         say(f"{i}/5 ablation {name}")
         c = load_config("demo", sets + [f"train.schedule={schedule}"])
-        ck = train_alternate(data, out / f"run_{schedule}", c, warmup_ckpt=warm, overwrite=True,
-                             console=console, progress=progress)
+        ck = train_alternate(
+            data, out / f"run_{schedule}", c, warmup_ckpt=warm, overwrite=True, console=console, progress=progress
+        )
         add(name, evaluate_run(ck, data))
     say(f"5/5 alternate B/F training, {cfg.train.rounds} round(s)")
-    final = train_alternate(data, run, cfg, warmup_ckpt=warm, overwrite=True, console=console, progress=progress,
-                            evaluate=lambda ck: report.rounds.append((ck.stem, evaluate_run(ck, data, "cbp"))))
+    final = train_alternate(
+        data,
+        run,
+        cfg,
+        warmup_ckpt=warm,
+        overwrite=True,
+        console=console,
+        progress=progress,
+        evaluate=lambda ck: report.rounds.append((ck.stem, evaluate_run(ck, data, "cbp"))),
+    )
     add(f"alternate ({cfg.train.rounds} rounds)", evaluate_run(final, data, "cbp"))
     report.miou_rows.append(("alternate: CBP", pseudo_labels(final, data, "cbp", test)[1]))
     report.miou_rows.append(("alternate: VLP", pseudo_labels(final, data, "vlp", test)[1]))

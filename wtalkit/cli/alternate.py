@@ -12,7 +12,9 @@ from wtalkit.cli.common import config_options, err_console, print_config
 @click.option("--dataset", type=click.Path(file_okay=False), help="Dataset folder (default: the one the warm-up used).")
 @click.option("--from", "warm", type=click.Path(dir_okay=False), help="Warm-up checkpoint (default RUN/warmup.pt).")
 @click.option("--rounds", type=int, help="Rounds of B step + F step (default: the config's train.rounds).")
-@click.option("--schedule", type=click.Choice(["alternate", "only-b", "only-f"]), help="Ablation schedule (paper Table 4).")
+@click.option(
+    "--schedule", type=click.Choice(["alternate", "only-b", "only-f"]), help="Ablation schedule (paper Table 4)."
+)
 @click.option("--fuse", type=click.Choice(["avg", "weighted"]), help="only-b: how CBP and VLP scores are fused.")
 @click.option("--no-kd", is_flag=True, help="Ablation: drop the KL distillation term.")
 @click.option("--no-fb", is_flag=True, help="Ablation: drop the foreground-background contrastive term.")
@@ -30,8 +32,8 @@ def alternate(run_dir, dataset, warm, rounds, schedule, fuse, no_kd, no_fb, conf
 
     from wtalkit.config import load_config
     from wtalkit.errors import WtalError
-    from wtalkit.train.alternate import train_alternate
     from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint
+    from wtalkit.train.alternate import train_alternate
 
     warm_path = Path(warm) if warm else Path(run_dir) / "warmup.pt"
     if not warm_path.exists():
@@ -52,8 +54,16 @@ def alternate(run_dir, dataset, warm, rounds, schedule, fuse, no_kd, no_fb, conf
     cfg = load_config(config_source, extra, base=base)
     dataset = dataset or warm_ckpt.get("dataset")
     print_config(cfg)
-    path = train_alternate(dataset, run_dir, cfg, warmup_ckpt=warm_path, overwrite=overwrite, console=err_console,
-                           progress=not quiet, evaluate=round_evaluator(dataset, cfg))
+    path = train_alternate(
+        dataset,
+        run_dir,
+        cfg,
+        warmup_ckpt=warm_path,
+        overwrite=overwrite,
+        console=err_console,
+        progress=not quiet,
+        evaluate=round_evaluator(dataset, cfg),
+    )
     err_console.print(f"[green]alternate checkpoint:[/] {path}")
 
 
@@ -73,8 +83,9 @@ def round_evaluator(dataset, cfg):
             return None
         avgs = average_columns(res.tiou, res.mAP)
         cells = " ".join(f"@{t:g} {100 * m:.1f}" for t, m in zip(res.tiou, res.mAP))
-        err_console.print(f"  mAP (%) after {Path(ckpt_path).stem}: {cells} | " +
-                          " ".join(f"avg {k} {100 * v:.1f}" for k, v in avgs))
+        err_console.print(
+            f"  mAP (%) after {Path(ckpt_path).stem}: {cells} | " + " ".join(f"avg {k} {100 * v:.1f}" for k, v in avgs)
+        )
         return {"mAP": [float(m) for m in res.mAP], "tiou": [float(t) for t in res.tiou]}
 
     return evaluate

@@ -36,16 +36,28 @@ class WtalGroup(click.Group):
         except json.JSONDecodeError as e:
             raise click.ClickException(f"malformed JSON (line {e.lineno}: {e.msg})") from None
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted; outputs written so far are complete and re-running resumes") from None
+            raise click.ClickException(
+                "interrupted; outputs written so far are complete and re-running resumes"
+            ) from None
 
 
 def config_options(f):
     """``--config FILE|PRESET`` and repeatable ``--set key=value``."""
 
-    @click.option("--config", "config_source", default=None, metavar="FILE|PRESET",
-                  help="YAML config file or preset name (thumos14, anet12, demo).")
-    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                  help="Override a config value, e.g. --set train.seed=1 (repeatable).")
+    @click.option(
+        "--config",
+        "config_source",
+        default=None,
+        metavar="FILE|PRESET",
+        help="YAML config file or preset name (thumos14, anet12, demo).",
+    )
+    @click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set train.seed=1 (repeatable).",
+    )
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         return f(*args, **kwargs)

@@ -8,8 +8,14 @@ from wtalkit.cli.common import err_console, out_console
 
 
 @click.command()
-@click.option("-o", "--output", default="wtalkit-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the demo's data and runs (only a previous demo folder is reused).")
+@click.option(
+    "-o",
+    "--output",
+    default="wtalkit-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the demo's data and runs (only a previous demo folder is reused).",
+)
 @click.option("--quick", is_flag=True, help="Fewer videos and epochs (a smoke test, about a minute).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")

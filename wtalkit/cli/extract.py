@@ -13,49 +13,111 @@ def _print_summary(summary) -> None:
 
     rows = summary.results if len(summary.results) <= 50 else summary.failed
     if rows:
-        table = Table(title="extraction summary" if rows is summary.results else "failed videos",
-                      title_justify="left")
-        for col, kw in (("video", {}), ("status", {}), ("snippets", {"justify": "right"}),
-                        ("seconds", {"justify": "right"}), ("problem", {"overflow": "fold"})):
+        table = Table(title="extraction summary" if rows is summary.results else "failed videos", title_justify="left")
+        for col, kw in (
+            ("video", {}),
+            ("status", {}),
+            ("snippets", {"justify": "right"}),
+            ("seconds", {"justify": "right"}),
+            ("problem", {"overflow": "fold"}),
+        ):
             table.add_column(col, **kw)
         style = {"done": "green", "skipped": "dim", "failed": "red"}
         for r in rows:
-            table.add_row(r.name, f"[{style[r.status]}]{r.status}[/]", str(r.snippets) if r.status == "done" else "",
-                          f"{r.seconds:.1f}" if r.status != "skipped" else "", r.error or "")
+            table.add_row(
+                r.name,
+                f"[{style[r.status]}]{r.status}[/]",
+                str(r.snippets) if r.status == "done" else "",
+                f"{r.seconds:.1f}" if r.status != "skipped" else "",
+                r.error or "",
+            )
         err_console.print(table)
     prec = ", ".join(f"{s}: {summary.streams[s]} ({p})" for s, p in summary.precision.items())
-    err_console.print(f"{len(summary.done)} extracted, {len(summary.skipped)} already done, "
-                      f"{len(summary.failed)} failed in {summary.elapsed:.1f} s "
-                      f"({summary.frames_per_second:.1f} video frames/s); {prec}")
+    err_console.print(
+        f"{len(summary.done)} extracted, {len(summary.skipped)} already done, "
+        f"{len(summary.failed)} failed in {summary.elapsed:.1f} s "
+        f"({summary.frames_per_second:.1f} video frames/s); {prec}"
+    )
 
 
 @click.command("extract")
 @click.argument("videos", nargs=-1, required=True, metavar="VIDEOS...")
-@click.option("-o", "--output", "out_dir", required=True, metavar="DATASET",
-              help="Dataset folder: features/STREAM/*.npy and annotations.json are written there.")
-@click.option("--streams", default="vlp,cbp", show_default=True, metavar="NAMES",
-              help="Comma-separated streams to extract: vlp (CLIP frames), cbp (video classifier).")
-@click.option("--clip", "clip_model", default=None, metavar="MODEL_OR_PATH",
-              help="CLIP model name (clip-anytorch cache) or checkpoint file [default: ViT-B/16, "
-                   "or the dataset's meta.json].")
-@click.option("--vlp-frames", type=int, default=None, metavar="K",
-              help="vlp: mean of K evenly spaced frames per snippet instead of the centre frame.")
-@click.option("--cbp-backbone", default=None, metavar="NAME",
-              help="Kinetics-400 torchvision model: r2plus1d_18 (default), r3d_18, mc3_18, s3d.")
-@click.option("--cbp-weights", default=None, metavar="PATH",
-              help="Local state-dict file for the cbp backbone (default: torchvision's cache).")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    metavar="DATASET",
+    help="Dataset folder: features/STREAM/*.npy and annotations.json are written there.",
+)
+@click.option(
+    "--streams",
+    default="vlp,cbp",
+    show_default=True,
+    metavar="NAMES",
+    help="Comma-separated streams to extract: vlp (CLIP frames), cbp (video classifier).",
+)
+@click.option(
+    "--clip",
+    "clip_model",
+    default=None,
+    metavar="MODEL_OR_PATH",
+    help="CLIP model name (clip-anytorch cache) or checkpoint file [default: ViT-B/16, or the dataset's meta.json].",
+)
+@click.option(
+    "--vlp-frames",
+    type=int,
+    default=None,
+    metavar="K",
+    help="vlp: mean of K evenly spaced frames per snippet instead of the centre frame.",
+)
+@click.option(
+    "--cbp-backbone",
+    default=None,
+    metavar="NAME",
+    help="Kinetics-400 torchvision model: r2plus1d_18 (default), r3d_18, mc3_18, s3d.",
+)
+@click.option(
+    "--cbp-weights",
+    default=None,
+    metavar="PATH",
+    help="Local state-dict file for the cbp backbone (default: torchvision's cache).",
+)
 @click.option("--fps", type=float, default=None, help="Snippet grid frame rate [default: 25 or meta.json].")
 @click.option("--snippet-length", type=int, default=None, help="Frames per snippet [default: 16 or meta.json].")
 @click.option("--snippet-stride", type=int, default=None, help="Frames between snippets [default: 16 or meta.json].")
 @click.option("--subset", default="test", show_default=True, help="Subset of the videos added to annotations.json.")
 @click.option("--overwrite", is_flag=True, help="Re-extract videos that already have all their features.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Videos processed at once (threads sharing the models).")
+@click.option(
+    "--workers", type=int, default=1, show_default=True, help="Videos processed at once (threads sharing the models)."
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto (cuda if present).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
-              show_default=True, help="auto: bf16 where supported, checked against fp32 on the first batch.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 where supported, checked against fp32 on the first batch.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-def extract(videos, out_dir, streams, clip_model, vlp_frames, cbp_backbone, cbp_weights, fps,
-            snippet_length, snippet_stride, subset, overwrite, workers, device, precision, as_json):
+def extract(
+    videos,
+    out_dir,
+    streams,
+    clip_model,
+    vlp_frames,
+    cbp_backbone,
+    cbp_weights,
+    fps,
+    snippet_length,
+    snippet_stride,
+    subset,
+    overwrite,
+    workers,
+    device,
+    precision,
+    as_json,
+):
     """Extract feature streams from raw VIDEOS (files, folders or .txt lists) into DATASET.
 
     Videos are decoded on the snippet grid (25 fps, 16-frame snippets by
@@ -71,16 +133,33 @@ def extract(videos, out_dir, streams, clip_model, vlp_frames, cbp_backbone, cbp_
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    specs = resolve_streams(out_dir, streams.split(","), clip=clip_model, clip_frames=vlp_frames,
-                            cbp_backbone=cbp_backbone, cbp_weights=cbp_weights, fps=fps,
-                            snippet_length=snippet_length, snippet_stride=snippet_stride)
-    summary = extract_dataset(list(videos), out_dir, specs, overwrite=overwrite, workers=workers,
-                              device=device, precision=precision, subset=subset,
-                              progress=RichExtractProgress(err_console))
+    specs = resolve_streams(
+        out_dir,
+        streams.split(","),
+        clip=clip_model,
+        clip_frames=vlp_frames,
+        cbp_backbone=cbp_backbone,
+        cbp_weights=cbp_weights,
+        fps=fps,
+        snippet_length=snippet_length,
+        snippet_stride=snippet_stride,
+    )
+    summary = extract_dataset(
+        list(videos),
+        out_dir,
+        specs,
+        overwrite=overwrite,
+        workers=workers,
+        device=device,
+        precision=precision,
+        subset=subset,
+        progress=RichExtractProgress(err_console),
+    )
     _print_summary(summary)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=1))
     if summary.failed:
-        raise WtalError(f"{len(summary.failed)} of {len(summary.results)} videos failed (see the table above); "
-                        f"the others were extracted")
-
+        raise WtalError(
+            f"{len(summary.failed)} of {len(summary.results)} videos failed (see the table above); "
+            f"the others were extracted"
+        )

@@ -10,8 +10,14 @@ from wtalkit.cli.common import err_console
 @click.command("import-thumos")
 @click.argument("features", type=click.Path(dir_okay=False))
 @click.argument("annotation_dir", type=click.Path(file_okay=False))
-@click.option("-o", "--output", "output", required=True, type=click.Path(),
-              help="Dataset folder to create (must not exist, or be empty).")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder to create (must not exist, or be empty).",
+)
 def import_thumos(features, annotation_dir, output):
     """Import Thumos14reduced-I3D-JOINTFeatures.npy + its annotation folder.
 
@@ -36,5 +42,7 @@ def import_thumos(features, annotation_dir, output):
             progress.update(task, description="writing features", total=n, completed=i + 1)
 
         s = run_import(features, annotation_dir, output, on_video=on_video)
-    err_console.print(f"[green]imported[/] {s.n_videos} videos ({s.n_train} train, {s.n_test} test), "
-                      f"{s.n_segments} segments, {s.n_classes} classes, {s.n_snippets} snippets -> {s.out}")
+    err_console.print(
+        f"[green]imported[/] {s.n_videos} videos ({s.n_train} train, {s.n_test} test), "
+        f"{s.n_segments} segments, {s.n_classes} classes, {s.n_snippets} snippets -> {s.out}"
+    )

@@ -15,27 +15,78 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 @click.command()
 @click.argument("inputs", nargs=-1, type=click.Path())
 @click.argument("run", type=click.Path())
-@click.option("--dataset", type=click.Path(file_okay=False), help="Dataset folder (default: the one the run was trained on).")
+@click.option(
+    "--dataset", type=click.Path(file_okay=False), help="Dataset folder (default: the one the run was trained on)."
+)
 @click.option("--subset", default=None, help="Split to localize (default: the config's test subset).")
-@click.option("--branch", type=click.Choice(["cbp", "vlp", "fused"]), default="cbp", show_default=True,
-              help="Branch to read scores from; the paper infers with CBP.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override inference settings, e.g. --set infer.theta_loc=[0.3,0.45].")
+@click.option(
+    "--branch",
+    type=click.Choice(["cbp", "vlp", "fused"]),
+    default="cbp",
+    show_default=True,
+    help="Branch to read scores from; the paper infers with CBP.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override inference settings, e.g. --set infer.theta_loc=[0.3,0.45].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print ActivityNet results JSON on stdout (nothing else).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the results JSON to this file.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--clip-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="Videos: local CLIP checkpoint for the run's CLIP stream (instead of its recorded model).")
-@click.option("--cbp-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="Videos: local state dict for the run's torchvision video backbone (instead of torchvision's cache).")
-@click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
-              help="Draw the first video's frame scores (GT, CBP, VLP, final; the paper's Figure 3).")
-@click.option("--plot-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="Draw one figure per video, DIR/VIDEO.png.")
-@click.option("--plot-label", default=None, metavar="CLASS",
-              help="Class shown in the figures (default: each video's top detection).")
-def localize(inputs, run, dataset, subset, branch, overrides, as_json, output, device, clip_weights, cbp_weights,
-             plot, plot_dir, plot_label):
+@click.option(
+    "--clip-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Videos: local CLIP checkpoint for the run's CLIP stream (instead of its recorded model).",
+)
+@click.option(
+    "--cbp-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Videos: local state dict for the run's torchvision video backbone (instead of torchvision's cache).",
+)
+@click.option(
+    "--plot",
+    "plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE.png",
+    help="Draw the first video's frame scores (GT, CBP, VLP, final; the paper's Figure 3).",
+)
+@click.option(
+    "--plot-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Draw one figure per video, DIR/VIDEO.png.",
+)
+@click.option(
+    "--plot-label",
+    default=None,
+    metavar="CLASS",
+    help="Class shown in the figures (default: each video's top detection).",
+)
+def localize(
+    inputs,
+    run,
+    dataset,
+    subset,
+    branch,
+    overrides,
+    as_json,
+    output,
+    device,
+    clip_weights,
+    cbp_weights,
+    plot,
+    plot_dir,
+    plot_label,
+):
     """Localize actions with the model in RUN (a run folder or checkpoint).
 
     INPUTS are feature files (.npy of the run's first stream; other streams are
@@ -48,8 +99,8 @@ def localize(inputs, run, dataset, subset, branch, overrides, as_json, output, d
     from wtalkit import io as wio
     from wtalkit.config import load_config
     from wtalkit.errors import WtalError
-    from wtalkit.localize.predict import Predictor, localize_dataset, localize_feature_files
     from wtalkit.localize.plot import Plotter
+    from wtalkit.localize.predict import Predictor, localize_dataset, localize_feature_files
     from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
 
     ckpt_path = resolve_checkpoint(run)
@@ -76,10 +127,20 @@ def localize(inputs, run, dataset, subset, branch, overrides, as_json, output, d
 
             # figures also want the other branch's stream, when wtalkit can extract it
             streams = tuple(predictor.streams) + tuple(
-                s for s in (plotter.streams if plotter else ()) if s not in predictor.streams and is_extractable(predictor.metas[s]))
+                s
+                for s in (plotter.streams if plotter else ())
+                if s not in predictor.streams and is_extractable(predictor.metas[s])
+            )
             weights = weights_for(predictor.metas, streams, clip_weights, cbp_weights)
-            res = localize_videos(predictor, videos, device=device, weights=weights, console=err_console,
-                                  streams=streams, on_video=plotter.on_video if plotter else None)
+            res = localize_videos(
+                predictor,
+                videos,
+                device=device,
+                weights=weights,
+                console=err_console,
+                streams=streams,
+                on_video=plotter.on_video if plotter else None,
+            )
             clash = sorted(set(res["results"]) & set(results["results"]))
             if clash:
                 raise WtalError(f"'{clash[0]}' is both a feature file and a video; results are keyed by name")

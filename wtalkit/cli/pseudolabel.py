@@ -9,14 +9,24 @@ from wtalkit.cli.common import err_console
 
 @click.command()
 @click.argument("run", type=click.Path())
-@click.option("--branch", type=click.Choice(["cbp", "vlp", "raw-vlp"]), default="cbp", show_default=True,
-              help="raw-vlp: zero-shot CLIP with plain prompts, no training.")
+@click.option(
+    "--branch",
+    type=click.Choice(["cbp", "vlp", "raw-vlp"]),
+    default="cbp",
+    show_default=True,
+    help="raw-vlp: zero-shot CLIP with plain prompts, no training.",
+)
 @click.option("--split", "subset", default=None, help="Subset (default: the config's training subset).")
 @click.option("--dataset", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for VIDEO.npy int8 [T, C] + meta.json.")
 @click.option("--template", "templates", multiple=True, help="raw-vlp prompt template(s) with {} for the class.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override the run's config, e.g. --set pseudo.delta_h=0.4 (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override the run's config, e.g. --set pseudo.delta_h=0.4 (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_json):
     """Confident ternary pseudo-labels (1 / 0 / -1 uncertain) of a branch, and their Table-3 mIoUs.
@@ -29,8 +39,8 @@ def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_j
     import json as _json
 
     from wtalkit.config import load_config
-    from wtalkit.train.pseudolabel import pseudo_labels
     from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
+    from wtalkit.train.pseudolabel import pseudo_labels
 
     ckpt = load_checkpoint(resolve_checkpoint(run))
     cfg = load_config(None, overrides, base=checkpoint_config(ckpt).to_dict())
@@ -40,7 +50,9 @@ def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_j
     if as_json:
         click.echo(_json.dumps({"videos": len(labels), "metrics": metrics}))
         return
-    err_console.print(f"pseudo-labels for {len(labels)} videos of '{subset}'" + (f" written to {output}" if output else ""))
+    err_console.print(
+        f"pseudo-labels for {len(labels)} videos of '{subset}'" + (f" written to {output}" if output else "")
+    )
     if metrics is None:
         err_console.print("no ground-truth segments in this split: no mIoU")
         return

@@ -36,12 +36,24 @@ Defaults (oad): every video in the frame files (or those of --subset);
 @click.argument("annotations", type=click.Path())
 @click.argument("results", type=click.Path())
 @click.option("--subset", default=None, help="Subset to evaluate ('all' for every video).")
-@click.option("--tiou", "tiou_text", default=None, metavar="LIST",
-              help="Comma-separated tIoU thresholds, e.g. 0.1,0.2,0.3,0.4,0.5,0.6,0.7.")
-@click.option("--preset", default=None, metavar="NAME", help="Take tIoUs and test subset from a preset (thumos14, anet12).")
+@click.option(
+    "--tiou",
+    "tiou_text",
+    default=None,
+    metavar="LIST",
+    help="Comma-separated tIoU thresholds, e.g. 0.1,0.2,0.3,0.4,0.5,0.6,0.7.",
+)
+@click.option(
+    "--preset", default=None, metavar="NAME", help="Take tIoUs and test subset from a preset (thumos14, anet12)."
+)
 @click.option("--protocol", type=click.Choice(["detection", "oad"]), default="detection", show_default=True)
-@click.option("--ambiguous", "ambiguous_path", default=None, type=click.Path(dir_okay=False),
-              help="oad: THUMOS Ambiguous_test.txt ('video start end' lines); those frames are dropped.")
+@click.option(
+    "--ambiguous",
+    "ambiguous_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="oad: THUMOS Ambiguous_test.txt ('video start end' lines); those frames are dropped.",
+)
 @click.option("--per-class", is_flag=True, help="Also show the AP of every class.")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
 def score(annotations, results, subset, tiou_text, preset, protocol, ambiguous_path, per_class, as_json):

@@ -7,15 +7,38 @@ import click
 
 @click.command("train-online")
 @click.argument("dataset", type=click.Path(file_okay=False, path_type=str))
-@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Run folder: config.yaml, checkpoint.pt, history.json.")
-@click.option("--clip", "clip_spec", default="ViT-B/16", show_default=True, metavar="NAME_OR_PATH",
-              help="CLIP model whose (frozen) text encoder embeds the captions: a clip-anytorch name or a file. "
-                   "It must be the model that produced the dataset's vlp features.")
-@click.option("--config", "config_source", default=None, type=click.Path(dir_okay=False), metavar="FILE",
-              help="YAML config with 'model' and 'train' sections (defaults: the paper's settings).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set train.epochs=20 (repeatable).")
+@click.option(
+    "--output",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder: config.yaml, checkpoint.pt, history.json.",
+)
+@click.option(
+    "--clip",
+    "clip_spec",
+    default="ViT-B/16",
+    show_default=True,
+    metavar="NAME_OR_PATH",
+    help="CLIP model whose (frozen) text encoder embeds the captions: a clip-anytorch name or a file. "
+    "It must be the model that produced the dataset's vlp features.",
+)
+@click.option(
+    "--config",
+    "config_source",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML config with 'model' and 'train' sections (defaults: the paper's settings).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set train.epochs=20 (repeatable).",
+)
 @click.option("--seed", type=int, default=None, help="Random seed (same as --set train.seed=N).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint in the run folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
@@ -36,15 +59,25 @@ def train_online(dataset, out_dir, clip_spec, config_source, overrides, seed, ov
 
     extra = [f"train.seed={seed}"] if seed is not None else []
     cfg = load_run_config(config_source, list(overrides) + extra)
-    summary = train_ovoad(dataset, out_dir, clip_spec, cfg, overwrite=overwrite,
-                          console=None if quiet else err_console, progress=not quiet)
+    summary = train_ovoad(
+        dataset,
+        out_dir,
+        clip_spec,
+        cfg,
+        overwrite=overwrite,
+        console=None if quiet else err_console,
+        progress=not quiet,
+    )
     if not quiet:
         t = Table(title="train-online", show_header=False)
         f = summary["final"]
-        for k, v in [("checkpoint", summary["checkpoint"]), ("classes (seen)", summary["classes"]),
-                     ("frames (4 fps)", summary["frames"]), ("steps", summary["steps"]),
-                     ("final loss", f"{f['loss']:.4f} (vtc {f['vtc']:.4f}, frame {f['frame']:.4f}, "
-                                    f"mask {f['mask']:.4f})"),
-                     ("time", f"{summary['seconds']:.1f}s")]:
+        for k, v in [
+            ("checkpoint", summary["checkpoint"]),
+            ("classes (seen)", summary["classes"]),
+            ("frames (4 fps)", summary["frames"]),
+            ("steps", summary["steps"]),
+            ("final loss", f"{f['loss']:.4f} (vtc {f['vtc']:.4f}, frame {f['frame']:.4f}, mask {f['mask']:.4f})"),
+            ("time", f"{summary['seconds']:.1f}s"),
+        ]:
             t.add_row(k, str(v))
         err_console.print(t)

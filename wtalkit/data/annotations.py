@@ -99,14 +99,22 @@ def parse_annotations(data, path="annotations") -> Annotations:
         if not isinstance(subset, str):
             _fail(path, f"video '{name}': 'subset' must be a string")
         duration = entry.get("duration")
-        if not isinstance(duration, (int, float)) or isinstance(duration, bool) or not math.isfinite(duration) or duration <= 0:
+        if (
+            not isinstance(duration, (int, float))
+            or isinstance(duration, bool)
+            or not math.isfinite(duration)
+            or duration <= 0
+        ):
             _fail(path, f"video '{name}': 'duration' must be a positive number of seconds")
         segs = []
         for a in entry.get("annotations", []) or []:
             seg = a.get("segment") if isinstance(a, dict) else None
             label = a.get("label") if isinstance(a, dict) else None
-            if (not isinstance(seg, (list, tuple)) or len(seg) != 2
-                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in seg)):
+            if (
+                not isinstance(seg, (list, tuple))
+                or len(seg) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in seg)
+            ):
                 _fail(path, f"video '{name}': each annotation needs 'segment': [start, end]")
             if not isinstance(label, str):
                 _fail(path, f"video '{name}': each annotation needs a string 'label'")
@@ -123,8 +131,15 @@ def parse_annotations(data, path="annotations") -> Annotations:
         found.update(labels)
         fps = entry.get("fps")
         extra = {k: v for k, v in entry.items() if k not in ("subset", "duration", "annotations", "labels", "fps")}
-        videos[str(name)] = Video(str(name), subset, float(duration), segs, labels,
-                                  float(fps) if isinstance(fps, (int, float)) else None, extra)
+        videos[str(name)] = Video(
+            str(name),
+            subset,
+            float(duration),
+            segs,
+            labels,
+            float(fps) if isinstance(fps, (int, float)) else None,
+            extra,
+        )
     classes = data.get("classes")
     if classes is None:
         classes = sorted(found)

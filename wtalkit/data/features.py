@@ -40,7 +40,7 @@ class StreamMeta:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d, where="meta.json") -> "StreamMeta":
+    def from_dict(cls, d, where="meta.json") -> StreamMeta:
         if not isinstance(d, dict):
             raise WtalError(f"{where}: expected an object")
         known = {"backbone", "dim", "fps", "snippet_length", "snippet_stride"}
@@ -48,8 +48,13 @@ class StreamMeta:
         if extra:
             raise WtalError(f"{where}: unknown key '{extra[0]}'")
         try:
-            m = cls(backbone=str(d["backbone"]), dim=int(d["dim"]), fps=float(d.get("fps", 25.0)),
-                    snippet_length=int(d.get("snippet_length", 16)), snippet_stride=int(d.get("snippet_stride", 16)))
+            m = cls(
+                backbone=str(d["backbone"]),
+                dim=int(d["dim"]),
+                fps=float(d.get("fps", 25.0)),
+                snippet_length=int(d.get("snippet_length", 16)),
+                snippet_stride=int(d.get("snippet_stride", 16)),
+            )
         except KeyError as e:
             raise WtalError(f"{where}: missing key {e}") from None
         except (TypeError, ValueError) as e:
@@ -89,7 +94,7 @@ class FeatureStream:
         wio.save_npy(self.path(video), feats)
 
     @classmethod
-    def create(cls, folder, meta: StreamMeta) -> "FeatureStream":
+    def create(cls, folder, meta: StreamMeta) -> FeatureStream:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta_path = folder / "meta.json"
@@ -110,7 +115,9 @@ def load_feature_file(path, dim: int | None = None) -> np.ndarray:
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise WtalError(f"{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise WtalError(
+            f"{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     if x.ndim != 2:
         raise WtalError(f"{path}: features must be a 2-D [T, D] array, got shape {list(x.shape)}")
     if x.shape[0] == 0:

@@ -41,7 +41,9 @@ class FeatureBank:
         if require_labels:
             vids = [v for v in vids if v.labels]
         if not vids:
-            raise WtalError(f"no {'labelled ' if require_labels else ''}videos in subset '{subset}' have all of the streams {', '.join(self.streams)}")
+            raise WtalError(
+                f"no {'labelled ' if require_labels else ''}videos in subset '{subset}' have all of the streams {', '.join(self.streams)}"
+            )
         self.videos = vids
         self.metas: dict[str, StreamMeta] = {s: dataset.stream(s).meta for s in self.streams}
         self.labels = np.stack([multi_hot(v.labels, cidx) for v in vids])
@@ -82,13 +84,18 @@ class FeatureBank:
             n = min(T, len(self.feats[self.streams[0]][i]) - o)
             mask[b, :n] = True
             for s in self.streams:
-                x[s][b, :n] = torch.from_numpy(self.feats[s][i][o:o + n])
-        return {"x": x, "mask": mask, "labels": torch.from_numpy(self.labels[list(idx)]),
-                "idx": list(idx), "offsets": list(offsets)}
+                x[s][b, :n] = torch.from_numpy(self.feats[s][i][o : o + n])
+        return {
+            "x": x,
+            "mask": mask,
+            "labels": torch.from_numpy(self.labels[list(idx)]),
+            "idx": list(idx),
+            "offsets": list(offsets),
+        }
 
     def batches(self, rng: np.random.Generator, T: int, batch_size: int, shuffle: bool = True):
         order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
         for start in range(0, len(order), batch_size):
-            idx = [int(i) for i in order[start:start + batch_size]]
+            idx = [int(i) for i in order[start : start + batch_size]]
             offsets = [self.crop(i, T, rng) for i in idx]
             yield self.make_batch(idx, offsets, T)

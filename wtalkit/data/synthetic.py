@@ -35,13 +35,17 @@ from wtalkit.timeaxis import SnippetGrid
 
 LAYOUT = Path(__file__).with_name("thumos14_layout.json")
 
+THUMOS_GRID = SnippetGrid(25.0, 16, 16)  # I3D snippets: 16 frames at 25 fps
+
 
 def thumos_layout() -> dict:
     return json.loads(LAYOUT.read_text())
 
 
 def _pick_videos(layout: dict, subset: str, n: int, rng, min_dur: float, max_dur: float) -> list:
-    pool = [v for v in layout["videos"] if v["subset"] == subset and min_dur <= v["duration"] <= max_dur and v["segments"]]
+    pool = [
+        v for v in layout["videos"] if v["subset"] == subset and min_dur <= v["duration"] <= max_dur and v["segments"]
+    ]
     idx = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
     return [pool[i] for i in sorted(idx)]
 
@@ -97,7 +101,7 @@ class I3DSynth:
                 dims = lo + rng.choice(h, n_active, replace=False)
                 protos[c, dims] = rng.gamma(2.0, 1.0, n_active)
                 # signal 1 = a class direction 3 per-dimension noise stds long, split between the halves
-                protos[c, lo:lo + h] *= np.sqrt(share) * 0.9 / np.linalg.norm(protos[c, lo:lo + h])
+                protos[c, lo : lo + h] *= np.sqrt(share) * 0.9 / np.linalg.norm(protos[c, lo : lo + h])
         self.protos = protos
         motion = np.zeros(D)
         dims = h + rng.choice(h, n_active, replace=False)  # motion lives in the flow half
@@ -122,7 +126,7 @@ class I3DSynth:
             n_core = max(1, int(round(st.core_fraction * n)))
             start = n // 2 - n_core // 2
             core = np.zeros(n, bool)
-            core[start:start + n_core] = True
+            core[start : start + n_core] = True
             core |= rng.random(n) < 0.1
             amp = np.where(core, 1.0, st.weak) * rng.uniform(0.8, 1.2)
             x[idx] += amp[:, None] * st.signal * self.protos[c]
@@ -135,11 +139,22 @@ class I3DSynth:
         return x.astype(np.float32)
 
 
-def make_synthetic_dataset(out_dir, *, text_embeddings: np.ndarray, n_train: int = 60, n_test: int = 40,
-                           cbp: I3DStyle = I3DStyle(), grid: SnippetGrid = SnippetGrid(25.0, 16, 16),
-                           min_duration: float = 30.0, max_duration: float = 600.0, seed: int = 0,
-                           vlp_leak_seconds: float = 4.0, confusion: float = 0.6, vlp_noise: float = 0.6,
-                           vlp_signal: float = 3.0) -> Annotations:
+def make_synthetic_dataset(
+    out_dir,
+    *,
+    text_embeddings: np.ndarray,
+    n_train: int = 60,
+    n_test: int = 40,
+    cbp: I3DStyle = I3DStyle(),
+    grid: SnippetGrid = THUMOS_GRID,
+    min_duration: float = 30.0,
+    max_duration: float = 600.0,
+    seed: int = 0,
+    vlp_leak_seconds: float = 4.0,
+    confusion: float = 0.6,
+    vlp_noise: float = 0.6,
+    vlp_signal: float = 3.0,
+) -> Annotations:
     """Write ``annotations.json`` and ``features/{cbp,vlp}`` under ``out_dir``.
 
     ``text_embeddings [C, D]``: the CLIP text embeddings of the classes' plain prompts (the VLP stream is
@@ -163,10 +178,12 @@ def make_synthetic_dataset(out_dir, *, text_embeddings: np.ndarray, n_train: int
     lookalike = np.where(lookalike == np.arange(C), (np.arange(C) + 1) % C, lookalike)
     image_offset = _unit(rng.standard_normal(D))  # the "modality gap" shared by all frame embeddings
 
-    cbp_stream = FeatureStream.create(out_dir / "features" / "cbp", StreamMeta(
-        "synthetic-i3d-rgb+flow", cbp.dim, grid.fps, grid.length, grid.stride))
-    vlp = FeatureStream.create(out_dir / "features" / "vlp", StreamMeta(
-        "synthetic-clip", D, grid.fps, grid.length, grid.stride))
+    cbp_stream = FeatureStream.create(
+        out_dir / "features" / "cbp", StreamMeta("synthetic-i3d-rgb+flow", cbp.dim, grid.fps, grid.length, grid.stride)
+    )
+    vlp = FeatureStream.create(
+        out_dir / "features" / "vlp", StreamMeta("synthetic-clip", D, grid.fps, grid.length, grid.stride)
+    )
     videos = {}
     spec = [("train", "validation", n_train), ("test", "test", n_test)]
     for subset, src_subset, n in spec:

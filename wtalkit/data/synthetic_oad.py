@@ -55,18 +55,41 @@ from wtalkit.data.features import FeatureStream, StreamMeta
 from wtalkit.errors import WtalError
 from wtalkit.timeaxis import SnippetGrid
 
-
 # Disjoint vocabularies: "seen" classes (used for training captions) and
 # "unseen" classes (only ever used at test time).
 SEEN_CLASSES = [
-    "archery", "bowling", "boxing", "canoeing", "dancing ballet", "fencing", "juggling balls",
-    "kayaking", "knitting", "mopping floor", "playing drums", "playing guitar", "playing piano",
-    "rock climbing", "sailing", "shoveling snow", "skateboarding", "skiing", "washing dishes",
+    "archery",
+    "bowling",
+    "boxing",
+    "canoeing",
+    "dancing ballet",
+    "fencing",
+    "juggling balls",
+    "kayaking",
+    "knitting",
+    "mopping floor",
+    "playing drums",
+    "playing guitar",
+    "playing piano",
+    "rock climbing",
+    "sailing",
+    "shoveling snow",
+    "skateboarding",
+    "skiing",
+    "washing dishes",
     "walking the dog",
 ]
 UNSEEN_CLASSES = [
-    "baseball pitch", "basketball dunk", "billiards", "clean and jerk", "cliff diving",
-    "cricket bowling", "golf swing", "hammer throw", "pole vault", "volleyball spiking",
+    "baseball pitch",
+    "basketball dunk",
+    "billiards",
+    "clean and jerk",
+    "cliff diving",
+    "cricket bowling",
+    "golf swing",
+    "hammer throw",
+    "pole vault",
+    "volleyball spiking",
 ]
 
 FPS = 4.0
@@ -128,7 +151,7 @@ class SyntheticWorld:
         eps = rng.standard_normal((T, D)) / np.sqrt(D)
         noise = np.empty_like(eps)
         noise[0] = eps[0]
-        c = np.sqrt(1 - sp.rho ** 2)
+        c = np.sqrt(1 - sp.rho**2)
         for i in range(1, T):
             noise[i] = sp.rho * noise[i - 1] + c * eps[i]
         x = sp.offset_weight * self.offset + sp.scene_weight * scene + sp.noise * noise
@@ -138,8 +161,9 @@ class SyntheticWorld:
         return x.astype(np.float32), segs
 
 
-def build_synthetic_oad(root, class_text, classnames: list, world: SyntheticWorld, n_videos: int,
-                        subset: str, seed: int) -> Path:
+def build_synthetic_oad(
+    root, class_text, classnames: list, world: SyntheticWorld, n_videos: int, subset: str, seed: int
+) -> Path:
     """Write one synthetic dataset folder (annotations + 4 fps ``vlp`` features).
 
     ``class_text(names) -> [K, D]``: the normalised text embedding of each class name (e.g. CLIP
@@ -152,11 +176,12 @@ def build_synthetic_oad(root, class_text, classnames: list, world: SyntheticWorl
         raise WtalError("n_videos must be >= 1")
     text = np.asarray(class_text(list(classnames)), dtype=np.float64)
     if text.shape != (len(classnames), world.dim):
-        raise WtalError(f"class text embeddings {list(text.shape)} do not match {len(classnames)} classes x {world.dim} dims")
+        raise WtalError(
+            f"class text embeddings {list(text.shape)} do not match {len(classnames)} classes x {world.dim} dims"
+        )
     directions = world.frame_direction(text)
     rng = np.random.default_rng(seed)
-    stream = FeatureStream.create(root / "features" / "vlp",
-                                  StreamMeta("synthetic-clip", world.dim, FPS, 1, 1))
+    stream = FeatureStream.create(root / "features" / "vlp", StreamMeta("synthetic-clip", world.dim, FPS, 1, 1))
     videos = {}
     for i in range(n_videos):
         name = f"{subset}_{i:04d}"
@@ -166,16 +191,30 @@ def build_synthetic_oad(root, class_text, classnames: list, world: SyntheticWorl
         feats, segs = world.video(rng, directions, cls, duration)
         stream.write(name, feats)
         duration = round(len(feats) / FPS, 3)
-        videos[name] = Video(name, subset, duration, [(s, e, classnames[k]) for s, e, k in segs],
-                             sorted({classnames[k] for _, _, k in segs}))
+        videos[name] = Video(
+            name,
+            subset,
+            duration,
+            [(s, e, classnames[k]) for s, e, k in segs],
+            sorted({classnames[k] for _, _, k in segs}),
+        )
     # Annotations last: a folder with annotations.json is a complete dataset.
     wio.write_json(root / "synthetic.json", {"world_seed": world.seed, "world": asdict(world.spec), "seed": seed})
     Annotations(list(classnames), videos).save(root / "annotations.json")
     return root
 
 
-def build_zero_shot_pair(root, class_text, dim: int, seed: int = 0, n_train: int = 60, n_test: int = 24,
-                         seen=None, unseen=None, spec: WorldSpec = WorldSpec()) -> tuple[Path, Path]:
+def build_zero_shot_pair(
+    root,
+    class_text,
+    dim: int,
+    seed: int = 0,
+    n_train: int = 60,
+    n_test: int = 24,
+    seen=None,
+    unseen=None,
+    spec: WorldSpec = WorldSpec(),
+) -> tuple[Path, Path]:
     """Two datasets in ``root/train`` and ``root/test`` with disjoint vocabularies, one world of ``dim`` dims.
 
     ``class_text(names) -> [K, dim]`` embeds class names (see :func:`build_synthetic_oad`).

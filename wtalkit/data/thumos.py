@@ -23,9 +23,9 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -150,7 +150,9 @@ def read_features(path, n_videos: int, names: list, dim: int | None = 2048) -> l
     if feats.dtype != object and feats.ndim == 3:
         feats = list(feats)  # all videos of equal length, saved as one block
     elif feats.dtype != object or feats.ndim != 1:
-        raise WtalError(f"{path}: expected one [T, D] array per video (object array), got {feats.dtype} {list(feats.shape)}")
+        raise WtalError(
+            f"{path}: expected one [T, D] array per video (object array), got {feats.dtype} {list(feats.shape)}"
+        )
     if len(feats) != n_videos:
         raise WtalError(f"{path} has {len(feats)} videos but the annotations have {n_videos}")
     out = []
@@ -172,8 +174,13 @@ def read_features(path, n_videos: int, names: list, dim: int | None = 2048) -> l
     return out
 
 
-def import_thumos(features_path, annotation_dir, out_dir, dim: int | None = 2048,
-                  on_video: Callable[[int, int, str], None] | None = None) -> ImportSummary:
+def import_thumos(
+    features_path,
+    annotation_dir,
+    out_dir,
+    dim: int | None = 2048,
+    on_video: Callable[[int, int, str], None] | None = None,
+) -> ImportSummary:
     """Write ``out_dir/annotations.json`` and ``out_dir/features/cbp/`` from the release files.
 
     ``dim``: the expected feature width (2048 for I3D RGB+flow; None accepts
@@ -186,8 +193,9 @@ def import_thumos(features_path, annotation_dir, out_dir, dim: int | None = 2048
     ann = read_annotation_dir(annotation_dir)
     names = list(ann.videos)
     feats = read_features(features_path, len(names), names, dim)
-    meta = StreamMeta(CBP_META.backbone, int(feats[0].shape[1]), CBP_META.fps,
-                      CBP_META.snippet_length, CBP_META.snippet_stride)
+    meta = StreamMeta(
+        CBP_META.backbone, int(feats[0].shape[1]), CBP_META.fps, CBP_META.snippet_length, CBP_META.snippet_stride
+    )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -207,6 +215,12 @@ def import_thumos(features_path, annotation_dir, out_dir, dim: int | None = 2048
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     subsets = [v.subset for v in ann.videos.values()]
-    return ImportSummary(out=out, n_videos=len(names), n_train=subsets.count("train"), n_test=subsets.count("test"),
-                         n_segments=sum(len(v.segments) for v in ann.videos.values()), n_classes=len(ann.classes),
-                         n_snippets=int(sum(x.shape[0] for x in feats)))
+    return ImportSummary(
+        out=out,
+        n_videos=len(names),
+        n_train=subsets.count("train"),
+        n_test=subsets.count("test"),
+        n_segments=sum(len(v.segments) for v in ann.videos.values()),
+        n_classes=len(ann.classes),
+        n_snippets=int(sum(x.shape[0] for x in feats)),
+    )

@@ -73,8 +73,11 @@ class DetectionResult:
         return float(np.mean(self.mAP))
 
     def to_json(self) -> dict:
-        return {"tiou": [round(float(t), 10) for t in self.tiou], "mAP": [float(m) for m in self.mAP],
-                "average": self.average}
+        return {
+            "tiou": [round(float(t), 10) for t in self.tiou],
+            "mAP": [float(m) for m in self.mAP],
+            "average": self.average,
+        }
 
 
 # --------------------------------------------------------------------------- input
@@ -127,8 +130,11 @@ def _bad_prediction(results: dict, where: str, classes) -> WtalError:
                 return WtalError(f"{at}: label '{label}' is not a class of the annotations")
             if not _is_number(score) or not math.isfinite(score):
                 return WtalError(f"{at}: 'score' must be a finite number")
-            if (not isinstance(seg, (list, tuple)) or len(seg) != 2
-                    or not all(_is_number(x) and math.isfinite(x) for x in seg)):
+            if (
+                not isinstance(seg, (list, tuple))
+                or len(seg) != 2
+                or not all(_is_number(x) and math.isfinite(x) for x in seg)
+            ):
                 return WtalError(f"{at}: 'segment' must be [start, end] in seconds")
             if seg[1] < seg[0]:
                 return WtalError(f"{at}: segment [{seg[0]}, {seg[1]}] ends before it starts")
@@ -160,8 +166,11 @@ def _flatten_results(results, classes, where: str) -> _Predictions:
             scores += [p["score"] for p in preds]
             segs += [p["segment"] for p in preds]
         # Type checks over whole columns (bools, strings, nested lists are rejected here).
-        if not (set(map(type, scores)) <= numbers and set(map(len, segs)) <= {2}
-                and set(map(type, chain.from_iterable(segs))) <= numbers):
+        if not (
+            set(map(type, scores)) <= numbers
+            and set(map(len, segs)) <= {2}
+            and set(map(type, chain.from_iterable(segs))) <= numbers
+        ):
             raise TypeError
         score = np.array(scores, dtype=np.float64)
         seg = np.fromiter(chain.from_iterable(segs), np.float64, 2 * len(segs)).reshape(-1, 2)
@@ -312,8 +321,9 @@ def _greedy_match(n_pred: int, n_gt: int, edges, tious: np.ndarray) -> np.ndarra
     return tp.reshape(T, n_pred)
 
 
-def evaluate_detection(annotations: Annotations, results: dict, subset: str | None = None,
-                       tious=THUMOS_TIOUS, where: str = "results") -> DetectionResult:
+def evaluate_detection(
+    annotations: Annotations, results: dict, subset: str | None = None, tious=THUMOS_TIOUS, where: str = "results"
+) -> DetectionResult:
     """Detection mAP of ``results`` against the ground truth of ``subset`` (all videos if None).
 
     ``results`` is the mapping video -> predictions (as returned by
@@ -357,7 +367,7 @@ def evaluate_detection(annotations: Annotations, results: dict, subset: str | No
     bounds = np.searchsorted(preds.label[by_class], np.arange(C + 1))
     ranked, class_slices, pos = [], [], 0
     for c in eval_classes:
-        idx = by_class[bounds[c]:bounds[c + 1]]
+        idx = by_class[bounds[c] : bounds[c + 1]]
         idx = idx[preds.score[idx].argsort()[::-1]]
         ranked.append(idx)
         class_slices.append((pos, pos + idx.size))
@@ -383,9 +393,16 @@ def evaluate_detection(annotations: Annotations, results: dict, subset: str | No
         ap[:, k] = interpolated_ap(prec, rec)
 
     return DetectionResult(
-        tiou=tious, mAP=ap.mean(axis=1), ap=ap, classes=[classes[c] for c in eval_classes],
-        n_gt=n_gt_class[eval_classes], n_predictions=int(n_eval),
-        n_ignored=int(preds.score.size - n_eval), n_outside=int((vid < 0).sum()), subset=subset)
+        tiou=tious,
+        mAP=ap.mean(axis=1),
+        ap=ap,
+        classes=[classes[c] for c in eval_classes],
+        n_gt=n_gt_class[eval_classes],
+        n_predictions=int(n_eval),
+        n_ignored=int(preds.score.size - n_eval),
+        n_outside=int((vid < 0).sum()),
+        subset=subset,
+    )
 
 
 def default_tious(annotations: Annotations) -> tuple:
@@ -417,8 +434,9 @@ def parse_tious(text: str) -> list:
     return out
 
 
-def score_detection(annotations_path, results_path, subset: str | None = None, tious=None,
-                    preset: str | None = None) -> DetectionResult:
+def score_detection(
+    annotations_path, results_path, subset: str | None = None, tious=None, preset: str | None = None
+) -> DetectionResult:
     """Load, resolve the defaults and evaluate: the library side of ``wtalkit score``.
 
     ``subset``: a subset name, ``"all"`` for every video, or None for the
@@ -446,5 +464,16 @@ def score_detection(annotations_path, results_path, subset: str | None = None, t
     return evaluate_detection(ann, _read_results_doc(results_path), subset, tious, where=str(results_path))
 
 
-__all__ = ["ANET_TIOUS", "THUMOS_TIOUS", "DetectionResult", "default_subset", "default_tious",
-           "evaluate_detection", "interpolated_ap", "load_results", "parse_tious", "score_detection", "segment_iou"]
+__all__ = [
+    "ANET_TIOUS",
+    "THUMOS_TIOUS",
+    "DetectionResult",
+    "default_subset",
+    "default_tious",
+    "evaluate_detection",
+    "interpolated_ap",
+    "load_results",
+    "parse_tious",
+    "score_detection",
+    "segment_iou",
+]

@@ -64,9 +64,15 @@ class OADResult:
         return float(np.mean(self.cap))
 
     def to_json(self) -> dict:
-        return {"classes": list(self.classes), "ap": [float(x) for x in self.ap],
-                "cap": [float(x) for x in self.cap], "mAP": self.mAP, "mcAP": self.mcAP,
-                "frames": self.n_frames, "dropped_ambiguous": self.n_dropped}
+        return {
+            "classes": list(self.classes),
+            "ap": [float(x) for x in self.ap],
+            "cap": [float(x) for x in self.cap],
+            "mAP": self.mAP,
+            "mcAP": self.mcAP,
+            "frames": self.n_frames,
+            "dropped_ambiguous": self.n_dropped,
+        }
 
 
 # --------------------------------------------------------------------------- metrics
@@ -129,13 +135,17 @@ def evaluate_oad(annotations: Annotations, frames: dict, ambiguous: dict | None 
             if unknown:
                 raise WtalError(f"scored class '{unknown[0]}' is not a class of the annotations")
         elif classes != scored:
-            raise WtalError(f"video '{video}' scores classes {classes[:3]}..., other videos {scored[:3]}...; "
-                            "all videos must score the same classes")
+            raise WtalError(
+                f"video '{video}' scores classes {classes[:3]}..., other videos {scored[:3]}...; "
+                "all videos must score the same classes"
+            )
         times = np.asarray(times, np.float64)
         scores = np.asarray(scores, np.float64)
         if times.ndim != 1 or scores.shape != (times.size, len(classes)):
-            raise WtalError(f"video '{video}': expected times [N] and scores [N, {len(classes)}], "
-                            f"got {list(times.shape)} and {list(scores.shape)}")
+            raise WtalError(
+                f"video '{video}': expected times [N] and scores [N, {len(classes)}], "
+                f"got {list(times.shape)} and {list(scores.shape)}"
+            )
         if not (np.isfinite(times).all() and np.isfinite(scores).all()):
             raise WtalError(f"video '{video}': times and scores must be finite numbers")
         drop = inside(times, [(s, e) for s, e, lab in v.segments if lab.lower() == AMBIGUOUS])
@@ -161,13 +171,22 @@ def evaluate_oad(annotations: Annotations, frames: dict, ambiguous: dict | None 
         raise WtalError("no scored class has a positive frame in the evaluated videos")
     scored_set = set(scored)
     positives_elsewhere = {lab for video in frames for _, _, lab in annotations.videos[video].segments}
-    not_scored = [c for c in annotations.classes
-                  if c in positives_elsewhere and c not in scored_set and c.lower() != AMBIGUOUS]
+    not_scored = [
+        c for c in annotations.classes if c in positives_elsewhere and c not in scored_set and c.lower() != AMBIGUOUS
+    ]
     ap = np.array([ranked_precision_ap(y[:, k], s[:, k]) for k in evaluated])
     cap = np.array([ranked_precision_ap(y[:, k], s[:, k], calibrated=True) for k in evaluated])
-    return OADResult(classes=[scored[k] for k in evaluated], ap=ap, cap=cap, n_positive=n_pos[evaluated],
-                     n_frames=int(y.shape[0]), n_dropped=n_dropped, n_videos=len(frames),
-                     no_positives=no_pos, not_scored=not_scored)
+    return OADResult(
+        classes=[scored[k] for k in evaluated],
+        ap=ap,
+        cap=cap,
+        n_positive=n_pos[evaluated],
+        n_frames=int(y.shape[0]),
+        n_dropped=n_dropped,
+        n_videos=len(frames),
+        no_positives=no_pos,
+        not_scored=not_scored,
+    )
 
 
 # --------------------------------------------------------------------------- input
@@ -199,7 +218,7 @@ def load_frames(path) -> dict:
     per_video: dict = {}
     for f in _jsonl_files(path):
         try:
-            fh = open(f, encoding="utf-8")
+            fh = open(f, encoding="utf-8")  # noqa: SIM115 (closed by the `with` below; open errors reported first)
         except OSError as e:
             raise WtalError(f"{f}: cannot read ({e.strerror})") from None
         with fh:
@@ -216,11 +235,15 @@ def load_frames(path) -> dict:
                 if not isinstance(rec, dict):
                     raise WtalError(f"{at}: expected a JSON object per line")
                 if "scores" not in rec and ("results" in rec or "database" in rec):
-                    raise WtalError(f"{at}: this is a results/annotations JSON file, not `wtalkit online` "
-                                    "frame lines (use --protocol detection for results files)")
+                    raise WtalError(
+                        f"{at}: this is a results/annotations JSON file, not `wtalkit online` "
+                        "frame lines (use --protocol detection for results files)"
+                    )
                 if "scores" not in rec and "start" in rec:
-                    raise WtalError(f"{at}: this is a segment line (wtalkit online --segments); "
-                                    "--protocol oad needs per-frame lines")
+                    raise WtalError(
+                        f"{at}: this is a segment line (wtalkit online --segments); "
+                        "--protocol oad needs per-frame lines"
+                    )
                 video, t, sc = rec.get("video"), rec.get("t"), rec.get("scores")
                 if not isinstance(video, str):
                     raise WtalError(f"{at}: 'video' must be a string")
@@ -228,8 +251,9 @@ def load_frames(path) -> dict:
                     raise WtalError(f"{at}: 't' must be a finite number of seconds")
                 if not isinstance(sc, dict) or not sc:
                     raise WtalError(f"{at}: 'scores' must be a non-empty object {{CLASS: PROB}}")
-                entry = per_video.setdefault(video, {"classes": list(sc), "keys": set(sc), "t": [], "s": [],
-                                                     "frame": [], "where": at})
+                entry = per_video.setdefault(
+                    video, {"classes": list(sc), "keys": set(sc), "t": [], "s": [], "frame": [], "where": at}
+                )
                 if sc.keys() != entry["keys"]:
                     raise WtalError(f"{at}: scores a different set of classes than {entry['where']}")
                 row = [sc[c] for c in entry["classes"]]

@@ -30,8 +30,9 @@ class FBIoU:
         pseudo = np.asarray(pseudo)
         gt_fg = np.asarray(gt_fg).astype(bool)
         if pseudo.ndim != 2 or gt_fg.shape != (pseudo.shape[0],):
-            raise WtalError(f"pseudo-labels {list(pseudo.shape)} and ground truth {list(gt_fg.shape)} "
-                            f"must be [T, C] and [T]")
+            raise WtalError(
+                f"pseudo-labels {list(pseudo.shape)} and ground truth {list(gt_fg.shape)} must be [T, C] and [T]"
+            )
         pred_fg = (pseudo == 1).any(axis=1)
         pred_bg = (pseudo == 0).all(axis=1)
         gt_bg = ~gt_fg
@@ -46,6 +47,9 @@ class FBIoU:
         with np.errstate(invalid="ignore", divide="ignore"):
             iou = np.where(self.union > 0, self.inter / np.maximum(self.union, 1), np.nan)
         defined = iou[~np.isnan(iou)]
-        return {"fg_iou": float(iou[0]), "bg_iou": float(iou[1]),
-                "mean": float(defined.mean()) if len(defined) else float("nan"),
-                "uncertain": self.uncertain / self.frames if self.frames else float("nan")}
+        return {
+            "fg_iou": float(iou[0]),
+            "bg_iou": float(iou[1]),
+            "mean": float(defined.mean()) if len(defined) else float("nan"),
+            "uncertain": self.uncertain / self.frames if self.frames else float("nan"),
+        }

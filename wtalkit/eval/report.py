@@ -53,8 +53,10 @@ def detection_table(result) -> Table:
 
 def detection_notes(result) -> str:
     """One line saying what was averaged and which predictions did not count."""
-    notes = [f"{len(result.classes)} classes with ground truth ({int(np.sum(result.n_gt))} segments), "
-             f"{result.n_predictions} predictions"]
+    notes = [
+        f"{len(result.classes)} classes with ground truth ({int(np.sum(result.n_gt))} segments), "
+        f"{result.n_predictions} predictions"
+    ]
     if result.n_outside:
         notes.append(f"{result.n_outside} of them on videos outside the evaluated set (false positives)")
     if result.n_ignored:
@@ -64,8 +66,9 @@ def detection_notes(result) -> str:
 
 def per_class_table(result) -> Table:
     """AP (%) of every class at every tIoU, with the class's average over the thresholds."""
-    table = Table(title="AP per class (%)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                  padding=(0, 0, 0, 1))
+    table = Table(
+        title="AP per class (%)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0, 0, 1)
+    )
     table.add_column("class", style="bold", no_wrap=True, max_width=18, overflow="ellipsis")
     for t in result.tiou:
         table.add_column(f"{t:g}", justify="right")

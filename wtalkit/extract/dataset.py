@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wtalkit.errors import WtalError
-from wtalkit.io import read_list_file
 from wtalkit.extract.progress import ExtractProgress
 from wtalkit.extract.video import VIDEO_EXTENSIONS, probe
+from wtalkit.io import read_list_file
 
 # --------------------------------------------------------------------------- inputs
 
@@ -41,8 +41,11 @@ def collect_videos(inputs) -> list:
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS
-                           and not q.name.startswith("."))
+            found = sorted(
+                q
+                for q in p.rglob("*")
+                if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS and not q.name.startswith(".")
+            )
             if not found:
                 raise WtalError(f"no video files ({', '.join(VIDEO_EXTENSIONS[:5])}, ...) in folder {p}")
             paths.extend(found)
@@ -69,7 +72,9 @@ def collect_videos(inputs) -> list:
         if name in seen:
             if seen[name].resolve() == q.resolve():
                 continue  # the same file given twice
-            raise WtalError(f"two videos are both named '{name}': {seen[name]} and {q} (features are named by file stem)")
+            raise WtalError(
+                f"two videos are both named '{name}': {seen[name]} and {q} (features are named by file stem)"
+            )
         seen[name] = q
         out.append(q)
     return out
@@ -117,8 +122,12 @@ class ExtractSummary:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(failed=len(self.failed), done=len(self.done), skipped=len(self.skipped),
-                 frames_per_second=self.frames_per_second)
+        d.update(
+            failed=len(self.failed),
+            done=len(self.done),
+            skipped=len(self.skipped),
+            frames_per_second=self.frames_per_second,
+        )
         return d
 
 
@@ -151,8 +160,15 @@ def _run_one(path, name, specs, encoders, out_dir, progress_advance):
             stream = FeatureStream(Path(out_dir) / "features" / sname)
             stream.write(name, x)
         snippets = min(len(x) for x in feats.values())
-        return VideoResult(name, str(path), "done", snippets, time.perf_counter() - t0, frames[0],
-                           precision={s: e.precision for s, e in encoders.items()}), info
+        return VideoResult(
+            name,
+            str(path),
+            "done",
+            snippets,
+            time.perf_counter() - t0,
+            frames[0],
+            precision={s: e.precision for s, e in encoders.items()},
+        ), info
     except (KeyboardInterrupt, SystemExit):
         raise
     except MemoryError:
@@ -177,9 +193,17 @@ def _clean_stale_temps(folders) -> None:
                     pass
 
 
-def extract_dataset(videos, out_dir, streams: dict, overwrite: bool = False, workers: int = 1,
-                    device="cpu", precision: str = "auto", subset: str = "test",
-                    progress: ExtractProgress | None = None) -> ExtractSummary:
+def extract_dataset(
+    videos,
+    out_dir,
+    streams: dict,
+    overwrite: bool = False,
+    workers: int = 1,
+    device="cpu",
+    precision: str = "auto",
+    subset: str = "test",
+    progress: ExtractProgress | None = None,
+) -> ExtractSummary:
     """Extract ``streams`` (``{name: StreamSpec}``) for ``videos`` into the dataset folder ``out_dir``.
 
     ``videos``: paths of video files, folders or ``.txt`` lists (see
@@ -215,7 +239,9 @@ def extract_dataset(videos, out_dir, streams: dict, overwrite: bool = False, wor
     # Build the encoders first: bad weights fail before any work, and meta.json needs their dim.
     encoders = {name: build_encoder(spec, dev, precision) for name, spec in streams.items()}
     stream_dirs = {name: out_dir / "features" / name for name in streams}
-    fs = {name: FeatureStream.create(stream_dirs[name], spec.meta(encoders[name].dim)) for name, spec in streams.items()}
+    fs = {
+        name: FeatureStream.create(stream_dirs[name], spec.meta(encoders[name].dim)) for name, spec in streams.items()
+    }
     _clean_stale_temps([out_dir, *stream_dirs.values()])
 
     t0 = time.perf_counter()
@@ -250,7 +276,7 @@ def extract_dataset(videos, out_dir, streams: dict, overwrite: bool = False, wor
             todo.append(p)
     save_annotations()
 
-    cosines: dict = {name: None for name in streams}
+    cosines: dict = dict.fromkeys(streams)
     precisions: dict = {name: enc.precision for name, enc in encoders.items()}
 
     def finish(result, info, cos=None) -> None:
@@ -281,8 +307,14 @@ def extract_dataset(videos, out_dir, streams: dict, overwrite: bool = False, wor
     finally:
         progress.close()
     ordered = [results[p.stem] for p in paths]
-    return ExtractSummary(ordered, {n: s.backbone for n, s in streams.items()}, precisions, cosines,
-                          time.perf_counter() - t0, str(out_dir))
+    return ExtractSummary(
+        ordered,
+        {n: s.backbone for n, s in streams.items()},
+        precisions,
+        cosines,
+        time.perf_counter() - t0,
+        str(out_dir),
+    )
 
 
 class _Cancelled(BaseException):
@@ -345,9 +377,17 @@ def _run_pool(todo, streams, encoders, device, workers, out_dir, progress, finis
 # --------------------------------------------------------------------------- stream options
 
 
-def resolve_streams(out_dir, names, clip: str | None = None, clip_frames: int | None = None,
-                    cbp_backbone: str | None = None, cbp_weights=None, fps: float | None = None,
-                    snippet_length: int | None = None, snippet_stride: int | None = None) -> dict:
+def resolve_streams(
+    out_dir,
+    names,
+    clip: str | None = None,
+    clip_frames: int | None = None,
+    cbp_backbone: str | None = None,
+    cbp_weights=None,
+    fps: float | None = None,
+    snippet_length: int | None = None,
+    snippet_stride: int | None = None,
+) -> dict:
     """``{name: StreamSpec}`` for the requested stream names (``vlp``, ``cbp``).
 
     Unset options come from the stream's ``meta.json`` when the dataset already
@@ -368,14 +408,18 @@ def resolve_streams(out_dir, names, clip: str | None = None, clip_frames: int | 
     for n in names:
         meta_path = Path(out_dir) / "features" / n / "meta.json"
         old = StreamMeta.from_dict(read_json(meta_path), str(meta_path)) if meta_path.is_file() else None
-        grid = dict(fps=fps if fps is not None else (old.fps if old else 25.0),
-                    snippet_length=snippet_length if snippet_length is not None else (old.snippet_length if old else 16),
-                    snippet_stride=snippet_stride if snippet_stride is not None else (old.snippet_stride if old else 16))
+        grid = dict(
+            fps=fps if fps is not None else (old.fps if old else 25.0),
+            snippet_length=snippet_length if snippet_length is not None else (old.snippet_length if old else 16),
+            snippet_stride=snippet_stride if snippet_stride is not None else (old.snippet_stride if old else 16),
+        )
         if n == "vlp":
             if clip is None and clip_frames is None and old is not None:
                 base = spec_from_meta(old)
                 if base.kind != "clip":
-                    raise WtalError(f"{meta_path}: backbone '{old.backbone}' is not a CLIP model; the vlp stream needs one")
+                    raise WtalError(
+                        f"{meta_path}: backbone '{old.backbone}' is not a CLIP model; the vlp stream needs one"
+                    )
                 out[n] = StreamSpec(base.encoder, frames_per_snippet=base.frames_per_snippet, **grid)
             else:
                 if clip is None and old is not None:
@@ -385,8 +429,10 @@ def resolve_streams(out_dir, names, clip: str | None = None, clip_frames: int | 
             if cbp_backbone is None and old is not None:
                 base = spec_from_meta(old)
                 if base.kind != "torchvision":
-                    raise WtalError(f"{meta_path}: backbone '{old.backbone}' is not a torchvision video model; "
-                                    f"the cbp stream needs one")
+                    raise WtalError(
+                        f"{meta_path}: backbone '{old.backbone}' is not a torchvision video model; "
+                        f"the cbp stream needs one"
+                    )
                 cbp_backbone = base.encoder
             out[n] = cbp_spec(cbp_backbone or DEFAULT_CBP, cbp_weights, **grid)
     return out

@@ -145,7 +145,7 @@ def clip_backbone_name(spec: str) -> str:
     """``clip:NAME`` for a clip-anytorch model name, ``clip:/abs/path`` for a local file."""
     from wtalkit.models.clip import _import_clip
 
-    spec = spec[len("clip:"):] if spec.startswith("clip:") else spec
+    spec = spec[len("clip:") :] if spec.startswith("clip:") else spec
     if spec in _import_clip().available_models():
         return f"clip:{spec}"
     p = Path(spec).expanduser()
@@ -161,20 +161,20 @@ class ClipImageEncoder(_Encoder):
     """
 
     def __init__(self, spec: str = "ViT-B/16", device="cpu", precision: str = "auto", weights=None):
-        from wtalkit.models.clip import load_clip
-
-        from wtalkit.models.clip import _import_clip, clip_cache_dir
+        from wtalkit.models.clip import _import_clip, clip_cache_dir, load_clip
 
         self.device = resolve_device(device)
         self.backbone = clip_backbone_name(spec)
-        source = str(weights) if weights else self.backbone[len("clip:"):]
+        source = str(weights) if weights else self.backbone[len("clip:") :]
         clip = _import_clip()
         if source in clip.available_models():
             # Never reach for the network: a named model must already be in clip-anytorch's cache.
             cached = clip_cache_dir() / os.path.basename(clip.clip._MODELS[source])
             if not cached.is_file():
-                raise WtalError(f"CLIP {source} is not in the cache: put {cached.name} at {cached} "
-                                f"or pass a local checkpoint (--clip PATH)")
+                raise WtalError(
+                    f"CLIP {source} is not in the cache: put {cached.name} at {cached} "
+                    f"or pass a local checkpoint (--clip PATH)"
+                )
         self.model = load_clip(source, device=str(self.device))
         visual = self.model.visual
         self.input_resolution = int(visual.input_resolution)
@@ -194,8 +194,8 @@ class ClipImageEncoder(_Encoder):
         The same steps as CLIP's PIL pipeline, batched in torch.
         """
         import torch
-        from torchvision.transforms import functional as TF
         from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
 
         r = self.input_resolution
         x = _to_tensor_nchw(frames, self.device)
@@ -242,7 +242,9 @@ def _read_state_dict(path: Path) -> dict:
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
-        raise WtalError(f"{path}: not a loadable state dict ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+        raise WtalError(
+            f"{path}: not a loadable state dict ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -265,7 +267,7 @@ class VideoClassifierEncoder(_Encoder):
         import torch
         from torchvision.models import video as tvv
 
-        arch = spec[len("torchvision:"):] if spec.startswith("torchvision:") else spec
+        arch = spec[len("torchvision:") :] if spec.startswith("torchvision:") else spec
         if arch not in VIDEO_ARCHS:
             raise WtalError(f"unknown CBP backbone '{spec}' (choose from {', '.join(VIDEO_ARCHS)})")
         self.arch = arch
@@ -277,12 +279,16 @@ class VideoClassifierEncoder(_Encoder):
         if weights is None:
             cached = torchvision_cache_dir() / os.path.basename(wenum.url)
             if not cached.is_file():
-                raise WtalError(f"Kinetics-400 weights for {arch} are not in torchvision's cache: "
-                                f"put {os.path.basename(wenum.url)} at {cached} or pass a local file (--cbp-weights)")
+                raise WtalError(
+                    f"Kinetics-400 weights for {arch} are not in torchvision's cache: "
+                    f"put {os.path.basename(wenum.url)} at {cached} or pass a local file (--cbp-weights)"
+                )
             try:
                 model = builder(weights=wenum, progress=False)
             except Exception as e:  # corrupt cache file, hash mismatch, ...
-                raise WtalError(f"cannot load torchvision weights {cached} ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+                raise WtalError(
+                    f"cannot load torchvision weights {cached} ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
+                ) from None
         else:
             path = Path(weights).expanduser()
             sd = _read_state_dict(path)
@@ -320,8 +326,8 @@ class VideoClassifierEncoder(_Encoder):
         (bilinear, no antialias, as the weights were trained).
         """
         import torch
-        from torchvision.transforms import functional as TF
         from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
 
         x = _to_tensor_nchw(frames, self.device)
         if tuple(x.shape[-2:]) != self.resize_size:

@@ -24,9 +24,9 @@ import contextlib
 import queue
 import re
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -67,8 +67,10 @@ class StreamSpec:
         if not (self.fps > 0) or self.snippet_length < 1 or self.snippet_stride < 1:
             raise WtalError("fps, snippet length and snippet stride must be positive")
         if self.frames_per_snippet < 1 or self.frames_per_snippet > self.snippet_length:
-            raise WtalError(f"frames per snippet must be between 1 and the snippet length ({self.snippet_length}), "
-                            f"got {self.frames_per_snippet}")
+            raise WtalError(
+                f"frames per snippet must be between 1 and the snippet length ({self.snippet_length}), "
+                f"got {self.frames_per_snippet}"
+            )
         if self.kind == "torchvision" and self.frames_per_snippet != 1:
             raise WtalError("frames per snippet only applies to CLIP streams (video models see the whole snippet)")
 
@@ -89,25 +91,37 @@ class StreamSpec:
         return StreamMeta(self.backbone, int(dim), float(self.fps), self.snippet_length, self.snippet_stride)
 
 
-def vlp_spec(clip: str = DEFAULT_CLIP, frames_per_snippet: int = 1, fps: float = 25.0,
-             snippet_length: int = 16, snippet_stride: int = 16, weights=None) -> StreamSpec:
+def vlp_spec(
+    clip: str = DEFAULT_CLIP,
+    frames_per_snippet: int = 1,
+    fps: float = 25.0,
+    snippet_length: int = 16,
+    snippet_stride: int = 16,
+    weights=None,
+) -> StreamSpec:
     """The ``vlp`` stream: CLIP image embeddings (``clip`` is a clip-anytorch name or a checkpoint path)."""
     from wtalkit.extract.encoders import clip_backbone_name
 
-    return StreamSpec(clip_backbone_name(clip), fps, snippet_length, snippet_stride, frames_per_snippet,
-                      str(weights) if weights else None)
+    return StreamSpec(
+        clip_backbone_name(clip),
+        fps,
+        snippet_length,
+        snippet_stride,
+        frames_per_snippet,
+        str(weights) if weights else None,
+    )
 
 
-def cbp_spec(backbone: str = DEFAULT_CBP, weights=None, fps: float = 25.0,
-             snippet_length: int = 16, snippet_stride: int = 16) -> StreamSpec:
+def cbp_spec(
+    backbone: str = DEFAULT_CBP, weights=None, fps: float = 25.0, snippet_length: int = 16, snippet_stride: int = 16
+) -> StreamSpec:
     """The ``cbp`` stream: a Kinetics-400 torchvision video classifier pooled per snippet."""
     from wtalkit.extract.encoders import VIDEO_ARCHS
 
-    arch = backbone[len("torchvision:"):] if backbone.startswith("torchvision:") else backbone
+    arch = backbone[len("torchvision:") :] if backbone.startswith("torchvision:") else backbone
     if arch not in VIDEO_ARCHS:
         raise WtalError(f"unknown CBP backbone '{backbone}' (choose from {', '.join(VIDEO_ARCHS)})")
-    return StreamSpec(f"torchvision:{arch}", fps, snippet_length, snippet_stride, 1,
-                      str(weights) if weights else None)
+    return StreamSpec(f"torchvision:{arch}", fps, snippet_length, snippet_stride, 1, str(weights) if weights else None)
 
 
 def parse_backbone(backbone: str) -> tuple[str, int]:
@@ -128,13 +142,16 @@ def spec_from_meta(meta: StreamMeta, weights: dict | None = None) -> StreamSpec:
     """
     encoder, k = parse_backbone(meta.backbone)
     if not (encoder.startswith("clip:") or encoder.startswith("torchvision:")):
-        raise WtalError(f"stream backbone '{meta.backbone}' was not made by wtalkit extract "
-                        f"(expected clip:MODEL or torchvision:ARCH); extract features for this video with the same tool")
+        raise WtalError(
+            f"stream backbone '{meta.backbone}' was not made by wtalkit extract "
+            f"(expected clip:MODEL or torchvision:ARCH); extract features for this video with the same tool"
+        )
     w = None
     if weights:
         w = weights.get(meta.backbone) or weights.get(encoder)
-    return StreamSpec(encoder, float(meta.fps), int(meta.snippet_length), int(meta.snippet_stride), k,
-                      str(w) if w else None)
+    return StreamSpec(
+        encoder, float(meta.fps), int(meta.snippet_length), int(meta.snippet_stride), k, str(w) if w else None
+    )
 
 
 def build_encoder(spec: StreamSpec, device="cpu", precision: str = "auto"):
@@ -188,7 +205,7 @@ def prefetch(iterable: Iterable, depth: int = 2, threads: int = 1) -> Iterator:
             put((None, done))
         except _Stop:
             pass
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+        except BaseException as e:
             try:
                 put((e, None))
             except _Stop:
@@ -236,7 +253,7 @@ def _extract_clip(path, info, spec, enc, T, batch, advance):
     pos, covered = 0, 0
     with contextlib.closing(prefetch((g, enc.preprocess(f)) for g, f in frames_iter)) as batches:
         for g, x in batches:
-            emb[pos:pos + len(g)] = enc.encode_preprocessed(x)
+            emb[pos : pos + len(g)] = enc.encode_preprocessed(x)
             pos += len(g)
             new = int(min(grid_length(info, spec.fps), g[-1] + 1))  # grid frames covered so far
             advance(new - covered)
@@ -272,9 +289,9 @@ def _extract_clips(path, info, spec, enc, T, batch, advance):
                 ready += 1
             while ready >= per_batch or (ready > 0 and k + ready == T):
                 n = min(ready, per_batch)
-                sel = np.searchsorted(buf_idx, starts[k:k + n, None] + np.arange(L)[None])  # [n, L]
+                sel = np.searchsorted(buf_idx, starts[k : k + n, None] + np.arange(L)[None])  # [n, L]
                 clips = buf[torch.from_numpy(sel.ravel())].reshape(n, L, *buf.shape[1:])
-                out[k:k + n] = enc.encode_preprocessed(clips)
+                out[k : k + n] = enc.encode_preprocessed(clips)
                 k += n
                 ready -= n
                 new = int(starts[k - 1] + stride) if k < T else grid_length(info, spec.fps)
@@ -289,9 +306,16 @@ def _extract_clips(path, info, spec, enc, T, batch, advance):
     return out
 
 
-def extract_video(path, streams: dict, device="cpu", precision: str = "auto", encoders: dict | None = None,
-                  batch: int = 32, progress: Callable[[float], None] | None = None,
-                  info: VideoInfo | None = None) -> dict:
+def extract_video(
+    path,
+    streams: dict,
+    device="cpu",
+    precision: str = "auto",
+    encoders: dict | None = None,
+    batch: int = 32,
+    progress: Callable[[float], None] | None = None,
+    info: VideoInfo | None = None,
+) -> dict:
     """Features ``{stream name: float32 [T, D]}`` of one video.
 
     ``streams``: ``{name: StreamSpec}``. ``encoders``: already built encoders by

@@ -37,17 +37,31 @@ class RichExtractProgress(ExtractProgress):
         self._t0 = None
 
     def start(self, total_videos, to_extract):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         skipped = total_videos - to_extract
         if skipped:
             self.console.print(f"{skipped} of {total_videos} videos already extracted (use --overwrite to redo them)")
         self._progress = Progress(
-            TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("[bold]extract"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("videos"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             TextColumn("{task.fields[current]}"),
-            console=self.console, transient=False)
+            console=self.console,
+            transient=False,
+        )
         self._progress.start()
         self._task = self._progress.add_task("extract", total=max(1, to_extract), rate="", current="")
         self._t0 = time.perf_counter()

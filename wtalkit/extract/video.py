@@ -22,9 +22,9 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -137,9 +137,15 @@ def native_indices(grid_idx, fps: float, info: VideoInfo) -> np.ndarray:
     return np.clip(idx, 0, info.num_frames - 1)
 
 
-def iter_frames(path, fps: float, batch: int = 32, start: float = 0.0,
-                indices: Sequence[int] | None = None, size: tuple[int, int] | None = None,
-                num_threads: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_frames(
+    path,
+    fps: float,
+    batch: int = 32,
+    start: float = 0.0,
+    indices: Sequence[int] | None = None,
+    size: tuple[int, int] | None = None,
+    num_threads: int = 1,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(times_s [n], frames uint8 [n, H, W, 3])`` batches on the time grid at ``fps``.
 
     See :func:`iter_grid_frames` for the arguments; this variant gives times in seconds.
@@ -148,9 +154,16 @@ def iter_frames(path, fps: float, batch: int = 32, start: float = 0.0,
         yield grid / fps, frames
 
 
-def iter_grid_frames(path, fps: float, batch: int = 32, start: float = 0.0,
-                     indices: Sequence[int] | None = None, size: tuple[int, int] | None = None,
-                     num_threads: int = 1, info: VideoInfo | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_grid_frames(
+    path,
+    fps: float,
+    batch: int = 32,
+    start: float = 0.0,
+    indices: Sequence[int] | None = None,
+    size: tuple[int, int] | None = None,
+    num_threads: int = 1,
+    info: VideoInfo | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(grid_indices int64 [n], frames uint8 [n, H, W, 3])`` batches on the time grid at ``fps``.
 
     Grid frame ``i`` is at ``i / fps`` s and is the native frame nearest that
@@ -178,15 +191,16 @@ def iter_grid_frames(path, fps: float, batch: int = 32, start: float = 0.0,
     vr = _open(path, width=w, height=h, num_threads=num_threads)
     native = native_indices(grid, fps, info)
     for i in range(0, grid.size, batch):
-        g = grid[i:i + batch]
-        nat = native[i:i + batch]
+        g = grid[i : i + batch]
+        nat = native[i : i + batch]
         # Several grid frames can map to one native frame (upsampling): decode each once.
         uniq, inverse = np.unique(nat, return_inverse=True)
         try:
             frames = vr.get_batch(uniq.tolist()).asnumpy()
         except Exception as e:
-            raise WtalError(f"{path}: cannot decode frame {int(uniq[0])}-{int(uniq[-1])} "
-                            f"of {info.num_frames} ({_one_line(e)})") from None
+            raise WtalError(
+                f"{path}: cannot decode frame {int(uniq[0])}-{int(uniq[-1])} of {info.num_frames} ({_one_line(e)})"
+            ) from None
         if len(uniq) != len(g):
             frames = frames[inverse]
         yield g, frames

@@ -71,7 +71,9 @@ def _check_folder(folder: Path, option: str) -> None:
 def _class_index(classes: list, label, detections: list, final_scores: np.ndarray) -> int:
     if label is not None:
         if label not in classes:
-            raise WtalError(f"unknown class '{label}' for the figure (the run has {len(classes)} classes, e.g. '{classes[0]}')")
+            raise WtalError(
+                f"unknown class '{label}' for the figure (the run has {len(classes)} classes, e.g. '{classes[0]}')"
+            )
         return classes.index(label)
     if detections:
         top = max(detections, key=lambda d: d["score"])
@@ -88,9 +90,22 @@ def _curve(x, name: str, classes: list):
     return x
 
 
-def figure_video(*, duration: float, grid: SnippetGrid, classes: list, gt_segments, cbp_scores, vlp_scores,
-                 final_scores, detections: list, label: str | None = None, theta_loc=None,
-                 title: str | None = None, final_name: str = "final", max_detections: int = 5):
+def figure_video(
+    *,
+    duration: float,
+    grid: SnippetGrid,
+    classes: list,
+    gt_segments,
+    cbp_scores,
+    vlp_scores,
+    final_scores,
+    detections: list,
+    label: str | None = None,
+    theta_loc=None,
+    title: str | None = None,
+    final_name: str = "final",
+    max_detections: int = 5,
+):
     """The matplotlib Figure of :func:`plot_video` (nothing written; for tests and notebooks)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -120,12 +135,20 @@ def figure_video(*, duration: float, grid: SnippetGrid, classes: list, gt_segmen
         ax.broken_barh(mine, (0.15, 0.7), color=COLOURS["gt"])
     if others:
         ax.broken_barh([(s, e - s) for s, e, _ in others], (0.35, 0.3), color="0.75")
-        for s, e, lab in others:
+        for s, _, lab in others:
             ax.text(s, 0.5, f" {lab}", va="center", ha="left", fontsize=6, color="0.35", clip_on=True)
     if not mine:
         msg = f"no '{cname}' in the ground truth" if gt_segments else "no ground truth"
-        ax.text(0.995, 0.97 if others else 0.5, msg, transform=ax.transAxes, ha="right",
-                va="top" if others else "center", color="0.45", fontsize=8)
+        ax.text(
+            0.995,
+            0.97 if others else 0.5,
+            msg,
+            transform=ax.transAxes,
+            ha="right",
+            va="top" if others else "center",
+            color="0.45",
+            fontsize=8,
+        )
     ax.set_ylim(0, 1)
     ax.set_yticks([])
     ax.set_ylabel("GT", rotation=0, ha="right", va="center")
@@ -142,16 +165,26 @@ def figure_video(*, duration: float, grid: SnippetGrid, classes: list, gt_segmen
     # final panel: the thresholds, and the detections of this class as a track of bars above the curve
     ax = axes[-1]
     for i, t in enumerate(thetas):
-        ax.axhline(t, color="0.25", linestyle="--", linewidth=0.9,
-                   label=("θloc = " + ", ".join(f"{x:g}" for x in thetas)) if i == 0 else None)
+        ax.axhline(
+            t,
+            color="0.25",
+            linestyle="--",
+            linewidth=0.9,
+            label=("θloc = " + ", ".join(f"{x:g}" for x in thetas)) if i == 0 else None,
+        )
     mine = sorted((d for d in detections if d["label"] == cname), key=lambda d: -d["score"])[:max_detections]
     top = max([d["score"] for d in mine] + [1e-9])
     row = 0.3 / max(1, max_detections)
     for i, d in enumerate(mine):
         s, e = (float(v) for v in d["segment"])
         y = 1.08 + i * row
-        ax.broken_barh([(s, max(e - s, 1e-9))], (y, row * 0.8), color="crimson",
-                       alpha=0.3 + 0.7 * d["score"] / top, label=f"detections (top {len(mine)})" if i == 0 else None)
+        ax.broken_barh(
+            [(s, max(e - s, 1e-9))],
+            (y, row * 0.8),
+            color="crimson",
+            alpha=0.3 + 0.7 * d["score"] / top,
+            label=f"detections (top {len(mine)})" if i == 0 else None,
+        )
         ax.text(e, y + row * 0.4, f" {d['score']:.2f}", va="center", ha="left", fontsize=6, color="crimson")
     ax.set_ylim(0, 1.1 + 0.3 if mine else 1.05)
     if thetas or mine:
@@ -161,9 +194,23 @@ def figure_video(*, duration: float, grid: SnippetGrid, classes: list, gt_segmen
     return fig
 
 
-def plot_video(out_png, *, duration: float, grid: SnippetGrid, classes: list, gt_segments, cbp_scores, vlp_scores,
-               final_scores, detections: list, label: str | None = None, theta_loc=None, title: str | None = None,
-               final_name: str = "final", dpi: int = 110) -> Path:
+def plot_video(
+    out_png,
+    *,
+    duration: float,
+    grid: SnippetGrid,
+    classes: list,
+    gt_segments,
+    cbp_scores,
+    vlp_scores,
+    final_scores,
+    detections: list,
+    label: str | None = None,
+    theta_loc=None,
+    title: str | None = None,
+    final_name: str = "final",
+    dpi: int = 110,
+) -> Path:
     """Draw one video's figure and write it atomically to ``out_png`` (.png, .pdf or .svg).
 
     ``grid``: the snippet grid of every score array (``[T, C]``, one row per
@@ -175,9 +222,20 @@ def plot_video(out_png, *, duration: float, grid: SnippetGrid, classes: list, gt
     from wtalkit.io import atomic_path
 
     out = check_plot_path(out_png)
-    fig = figure_video(duration=duration, grid=grid, classes=classes, gt_segments=gt_segments,
-                       cbp_scores=cbp_scores, vlp_scores=vlp_scores, final_scores=final_scores,
-                       detections=detections, label=label, theta_loc=theta_loc, title=title, final_name=final_name)
+    fig = figure_video(
+        duration=duration,
+        grid=grid,
+        classes=classes,
+        gt_segments=gt_segments,
+        cbp_scores=cbp_scores,
+        vlp_scores=vlp_scores,
+        final_scores=final_scores,
+        detections=detections,
+        label=label,
+        theta_loc=theta_loc,
+        title=title,
+        final_name=final_name,
+    )
     try:
         with atomic_path(out, suffix=out.suffix) as tmp:
             fig.savefig(tmp, format=FORMATS[out.suffix.lower()], dpi=dpi)
@@ -206,8 +264,9 @@ class ScoreCurves:
             if name in predictor.models:
                 self.by_branch[name] = predictor
             elif name in predictor.ckpt["models"]:
-                self.by_branch[name] = Predictor(predictor.path, branch=name, device=str(predictor.device),
-                                                 cfg=predictor.cfg)
+                self.by_branch[name] = Predictor(
+                    predictor.path, branch=name, device=str(predictor.device), cfg=predictor.cfg
+                )
 
     @property
     def streams(self) -> tuple:
@@ -274,10 +333,21 @@ class Plotter:
         duration = duration or features_span(cur["grid"], len(cur["final"]))
         branch = {"cbp": "final (CBP)", "vlp": "final (VLP)", "fused": "final (fused)"}[p.branch]
         for t in targets:
-            plot_video(t, duration=duration, grid=cur["grid"], classes=p.classes, gt_segments=gt_segments,
-                       cbp_scores=cur["cbp"], vlp_scores=cur["vlp"], final_scores=cur["final"],
-                       detections=cur["detections"], label=self.label, theta_loc=p.cfg.infer.theta_loc,
-                       title=name, final_name=branch)
+            plot_video(
+                t,
+                duration=duration,
+                grid=cur["grid"],
+                classes=p.classes,
+                gt_segments=gt_segments,
+                cbp_scores=cur["cbp"],
+                vlp_scores=cur["vlp"],
+                final_scores=cur["final"],
+                detections=cur["detections"],
+                label=self.label,
+                theta_loc=p.cfg.infer.theta_loc,
+                title=name,
+                final_name=branch,
+            )
             self.written.append(t)
         return targets
 
@@ -321,7 +391,8 @@ class Plotter:
                 if s not in p.streams and not path.exists():
                     continue
                 meta_path = path.parent / "meta.json"
-                metas[s] = (StreamMeta.from_dict(read_json(meta_path), str(meta_path)) if meta_path.exists()
-                            else p.metas[s])
+                metas[s] = (
+                    StreamMeta.from_dict(read_json(meta_path), str(meta_path)) if meta_path.exists() else p.metas[s]
+                )
                 feats[s] = load_feature_file(path, p.metas[s].dim)
             self.draw(f.stem, feats, metas)

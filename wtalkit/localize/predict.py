@@ -18,20 +18,22 @@ from wtalkit.config import InferConfig
 from wtalkit.data.features import Dataset, StreamMeta, load_feature_file
 from wtalkit.localize.proposals import proposals_from_scores
 from wtalkit.localize.softnms import soft_nms
-from wtalkit.timeaxis import SnippetGrid
 from wtalkit.models.checkpoint import check_compatible
 from wtalkit.models.trained import TrainedModel
+from wtalkit.timeaxis import SnippetGrid
 
-def detections(probs: np.ndarray, video_scores: np.ndarray, grid: SnippetGrid, classes: list,
-               cfg: InferConfig) -> list:
+
+def detections(probs: np.ndarray, video_scores: np.ndarray, grid: SnippetGrid, classes: list, cfg: InferConfig) -> list:
     """ActivityNet-style detections for one video from frame probabilities ``[T, C]``."""
     keep = np.flatnonzero(video_scores > cfg.theta_cls)
     if len(keep) == 0:
         keep = np.array([int(np.argmax(video_scores))])
     props = proposals_from_scores(probs, keep, cfg.theta_loc, grid)
     props = soft_nms(props, sigma=cfg.nms_sigma, max_keep=cfg.max_proposals, min_score=cfg.min_score)
-    return [{"label": classes[int(c)], "score": round(float(s), 6), "segment": [round(float(a), 3), round(float(b), 3)]}
-            for c, a, b, s in props]
+    return [
+        {"label": classes[int(c)], "score": round(float(s), 6), "segment": [round(float(a), 3), round(float(b), 3)]}
+        for c, a, b, s in props
+    ]
 
 
 class Predictor(TrainedModel):
@@ -72,7 +74,9 @@ def localize_feature_files(predictor: Predictor, files: list) -> dict:
         for s in predictor.streams:
             path = f if s == predictor.streams[0] else f.parent.parent / s / f.name
             meta_path = path.parent / "meta.json"
-            meta = StreamMeta.from_dict(read_json(meta_path), str(meta_path)) if meta_path.exists() else predictor.metas[s]
+            meta = (
+                StreamMeta.from_dict(read_json(meta_path), str(meta_path)) if meta_path.exists() else predictor.metas[s]
+            )
             feats[s] = load_feature_file(path, predictor.metas[s].dim)
             metas[s] = meta
         check_compatible(predictor.ckpt, predictor.classes, metas, str(f))

@@ -45,6 +45,15 @@ def proposals_from_scores(probs: np.ndarray, class_ids, thresholds, grid: Snippe
             continue
         uniq = np.unique(np.stack([first, last], axis=1), axis=0)
         first, last = uniq[:, 0], uniq[:, 1]
-        parts.append(np.stack([np.full(len(first), c, dtype=np.float64), grid.to_seconds(first),
-                               grid.to_seconds(last + 1), run_max(col, first, last)], axis=1))
+        parts.append(
+            np.stack(
+                [
+                    np.full(len(first), c, dtype=np.float64),
+                    grid.to_seconds(first),
+                    grid.to_seconds(last + 1),
+                    run_max(col, first, last),
+                ],
+                axis=1,
+            )
+        )
     return np.concatenate(parts) if parts else np.zeros((0, 4), dtype=np.float64)

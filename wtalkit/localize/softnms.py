@@ -19,8 +19,9 @@ def segment_iou(seg: np.ndarray, segs: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def soft_nms(proposals: np.ndarray, sigma: float = 0.5, max_keep: int | None = None,
-             min_score: float = 0.0) -> np.ndarray:
+def soft_nms(
+    proposals: np.ndarray, sigma: float = 0.5, max_keep: int | None = None, min_score: float = 0.0
+) -> np.ndarray:
     """Soft-NMS per class on ``[N, 4]`` rows ``(class, start, end, score)``.
 
     Returns the kept rows with decayed scores, sorted by descending score,
@@ -51,7 +52,7 @@ def soft_nms(proposals: np.ndarray, sigma: float = 0.5, max_keep: int | None = N
         out_score[:, step] = np.where(has, cur[rows, best], -np.inf)
         alive[rows, best] = False
         iou = segment_iou(segs[rows, best], segs)  # [K, N]
-        decay = np.exp(-(iou ** 2) / sigma)
+        decay = np.exp(-(iou**2) / sigma)
         score = np.where(alive & has[:, None], score * decay, score)
     cls = np.repeat(classes[:, None], N, axis=1)
     keep = np.isfinite(out_score) & (out_score >= min_score)

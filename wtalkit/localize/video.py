@@ -14,9 +14,9 @@ the reusable part (encoders built once, checked against the checkpoint).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -58,8 +58,10 @@ def weights_for(metas: dict, streams, clip_weights=None, cbp_weights=None) -> di
     would otherwise be silently ignored.
     """
     out: dict = {}
-    for opt, path, prefix, what in (("--clip-weights", clip_weights, "clip:", "CLIP"),
-                                    ("--cbp-weights", cbp_weights, "torchvision:", "torchvision video")):
+    for opt, path, prefix, what in (
+        ("--clip-weights", clip_weights, "clip:", "CLIP"),
+        ("--cbp-weights", cbp_weights, "torchvision:", "torchvision video"),
+    ):
         if not path:
             continue
         if not Path(path).is_file():
@@ -86,8 +88,10 @@ def stream_specs(metas: dict, streams, weights: dict | None = None) -> dict:
             raise WtalError(f"the checkpoint records no '{s}' feature stream")
         meta = metas[s]
         if not is_extractable(meta):
-            raise WtalError(f"the checkpoint's '{s}' stream was trained on '{meta.backbone}' features, which wtalkit "
-                            f"cannot extract from videos; extract them externally and pass the .npy files instead")
+            raise WtalError(
+                f"the checkpoint's '{s}' stream was trained on '{meta.backbone}' features, which wtalkit "
+                f"cannot extract from videos; extract them externally and pass the .npy files instead"
+            )
         specs[s] = spec_from_meta(meta, weights)
     return specs
 
@@ -117,8 +121,10 @@ class VideoFeatures:
                 raise WtalError(f"cannot load the '{s}' backbone {spec.backbone}{src}: {first}") from None
             want = metas[s]
             if enc.dim != want.dim:
-                raise WtalError(f"'{s}' features do not match the checkpoint: {spec.backbone}{src} gives dimension "
-                                f"{enc.dim}, the checkpoint expects {want.dim} ({want.backbone})")
+                raise WtalError(
+                    f"'{s}' features do not match the checkpoint: {spec.backbone}{src} gives dimension "
+                    f"{enc.dim}, the checkpoint expects {want.dim} ({want.backbone})"
+                )
             self.encoders[s] = enc
 
     def grid_frames(self, info) -> float:
@@ -143,8 +149,15 @@ class _Progress:
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("[bold]localize"), BarColumn(), TextColumn("{task.fields[done]}/{task.fields[n]} videos"),
-                            TextColumn("{task.fields[current]}"), TimeElapsedColumn(), console=console, transient=False)
+        self.bar = Progress(
+            TextColumn("[bold]localize"),
+            BarColumn(),
+            TextColumn("{task.fields[done]}/{task.fields[n]} videos"),
+            TextColumn("{task.fields[current]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
         self.task = self.bar.add_task("localize", total=max(total_frames, 1e-9), done=0, n=n_videos, current="")
 
     def __enter__(self):
@@ -170,9 +183,17 @@ class _Progress:
             self.bar.update(self.task, done=self.bar.tasks[0].fields["done"] + 1)
 
 
-def localize_videos(predictor, videos: list, device="cpu", weights: dict | None = None, console=None, *,
-                    streams=None, precision: str = "auto",
-                    on_video: Callable[[LocalizedVideo], None] | None = None) -> dict:
+def localize_videos(
+    predictor,
+    videos: list,
+    device="cpu",
+    weights: dict | None = None,
+    console=None,
+    *,
+    streams=None,
+    precision: str = "auto",
+    on_video: Callable[[LocalizedVideo], None] | None = None,
+) -> dict:
     """Results JSON ``{"results": {VIDEO_STEM: [...]}}`` for raw video files.
 
     ``predictor``: a :class:`wtalkit.localize.predict.Predictor`. Its streams are
@@ -213,6 +234,7 @@ def localize_videos(predictor, videos: list, device="cpu", weights: dict | None 
             results[p.stem] = dets
             bar.video_done()
             if on_video is not None:
-                on_video(LocalizedVideo(p.stem, p, float(infos[p].duration), feats, dict(features.metas),
-                                        dets, probs, video))
+                on_video(
+                    LocalizedVideo(p.stem, p, float(infos[p].duration), feats, dict(features.metas), dets, probs, video)
+                )
     return {"results": results}

@@ -20,8 +20,10 @@ def load_branch(model: nn.Module, state, name: str, where) -> nn.Module:
     except (RuntimeError, TypeError, AttributeError) as e:
         first = str(e).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else (first[0] if first else type(e).__name__)
-        raise WtalError(f"{where}: its {name.upper()} weights do not fit this wtalkit's {name.upper()} branch "
-                        f"(a checkpoint of another version or config?): {detail[:160]}") from None
+        raise WtalError(
+            f"{where}: its {name.upper()} weights do not fit this wtalkit's {name.upper()} branch "
+            f"(a checkpoint of another version or config?): {detail[:160]}"
+        ) from None
     return model
 
 

@@ -74,7 +74,8 @@ class CBPBranch(nn.Module):
         # so a model trained on T-snippet crops applies unchanged to whole videos of any length.
         self.local = nn.Conv1d(h, h, kernel_size=3, padding=1, groups=h)
         self.blocks = nn.ModuleList(
-            TransformerBlock(h, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.num_layers))
+            TransformerBlock(h, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.num_layers)
+        )
         self.norm = nn.LayerNorm(h)
         self.classifier = nn.Linear(h, num_classes + 1)  # the last output is background
 

@@ -21,27 +21,63 @@ from wtalkit.errors import WtalError
 
 # The architectures of clip-anytorch's published models that wtalkit benchmarks use.
 CLIP_ARCHS = {
-    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=16, context_length=77, vocab_size=49408,
-                     transformer_width=512, transformer_heads=8, transformer_layers=12),
-    "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=32, context_length=77, vocab_size=49408,
-                     transformer_width=512, transformer_heads=8, transformer_layers=12),
+    "ViT-B/16": dict(
+        embed_dim=512,
+        image_resolution=224,
+        vision_layers=12,
+        vision_width=768,
+        vision_patch_size=16,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=512,
+        transformer_heads=8,
+        transformer_layers=12,
+    ),
+    "ViT-B/32": dict(
+        embed_dim=512,
+        image_resolution=224,
+        vision_layers=12,
+        vision_width=768,
+        vision_patch_size=32,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=512,
+        transformer_heads=8,
+        transformer_layers=12,
+    ),
     # The demo's small random CLIP (real tokenizer, real code paths, no pretrained knowledge).
-    "demo": dict(embed_dim=64, image_resolution=32, vision_layers=1, vision_width=64,
-                 vision_patch_size=16, context_length=77, vocab_size=49408,
-                 transformer_width=128, transformer_heads=2, transformer_layers=2),
+    "demo": dict(
+        embed_dim=64,
+        image_resolution=32,
+        vision_layers=1,
+        vision_width=64,
+        vision_patch_size=16,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=128,
+        transformer_heads=2,
+        transformer_layers=2,
+    ),
     # A tiny model for tests: real tokenizer vocabulary, widths multiple of 64 (clip reads heads = width // 64).
-    "tiny": dict(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64,
-                 vision_patch_size=16, context_length=77, vocab_size=49408,
-                 transformer_width=64, transformer_heads=1, transformer_layers=1),
+    "tiny": dict(
+        embed_dim=32,
+        image_resolution=32,
+        vision_layers=1,
+        vision_width=64,
+        vision_patch_size=16,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=64,
+        transformer_heads=1,
+        transformer_layers=1,
+    ),
 }
 
 
 def _import_clip():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # clip-anytorch imports the deprecated pkg_resources
-        import clip  # noqa: F401
+        import clip
     return clip
 
 
@@ -62,7 +98,9 @@ def load_clip(spec: str, device="cpu"):
             model, _ = clip.load(spec, device=device, jit=False, download_root=str(clip_cache_dir()))
         except Exception as e:  # network / checksum failures
             hint = "" if cached.exists() else f"; put the checkpoint at {cached} or pass a local file path"
-            raise WtalError(f"cannot load CLIP '{spec}': {str(e).splitlines()[0] if str(e) else type(e).__name__}{hint}") from None
+            raise WtalError(
+                f"cannot load CLIP '{spec}': {str(e).splitlines()[0] if str(e) else type(e).__name__}{hint}"
+            ) from None
     else:
         path = Path(spec)
         if not path.is_file():
@@ -72,7 +110,9 @@ def load_clip(spec: str, device="cpu"):
                 warnings.simplefilter("ignore")
                 model, _ = clip.load(str(path), device=device, jit=False)
         except Exception as e:
-            raise WtalError(f"{path}: not a loadable CLIP checkpoint ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+            raise WtalError(
+                f"{path}: not a loadable CLIP checkpoint ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
+            ) from None
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -114,7 +154,7 @@ def encode_texts(model, texts: list, batch_size: int = 256):
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            tok = clip.tokenize(texts[i:i + batch_size], truncate=True).to(device)
+            tok = clip.tokenize(texts[i : i + batch_size], truncate=True).to(device)
             emb = model.encode_text(tok).float()
             out.append(emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     return torch.cat(out) if out else torch.zeros(0, clip_embed_dim(model))

@@ -134,7 +134,7 @@ class OVOADConfig:
     logit_scale_init: float = 1 / 0.07
     logit_scale_max: float = 100.0
 
-    def validate(self) -> "OVOADConfig":
+    def validate(self) -> OVOADConfig:
         checks = [
             (self.embed_dim >= 1 and self.width >= 1, "embed_dim and width must be >= 1"),
             (self.heads >= 1 and self.width % self.heads == 0, "width must be divisible by heads"),
@@ -157,7 +157,7 @@ class OVOADConfig:
         return self
 
     @classmethod
-    def from_dict(cls, data, prefix: str = "model.") -> "OVOADConfig":
+    def from_dict(cls, data, prefix: str = "model.") -> OVOADConfig:
         """Strict construction: unknown keys and ill-typed values are one-line errors."""
         from wtalkit.config import from_dict
 
@@ -193,8 +193,7 @@ class Attention(nn.Module):
         q = self.q(x).view(B, Nq, h, C // h).transpose(1, 2)
         k, v = self.kv(mem).view(B, mem.shape[1], 2, h, C // h).permute(2, 0, 3, 1, 4)
         mask = None if allowed is None else allowed[:, None]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(out.transpose(1, 2).reshape(B, Nq, C))
 
 
@@ -236,7 +235,7 @@ class GroupAssign(nn.Module):
     def __init__(self, dim: int, temperature: float = 1.0):
         super().__init__()
         self.q, self.k = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.scale = dim ** -0.5 / temperature
+        self.scale = dim**-0.5 / temperature
 
     def forward(self, groups, frames):
         return (torch.einsum("bgc,bwc->bgw", self.q(groups), self.k(frames)) * self.scale).softmax(dim=1)
@@ -309,7 +308,7 @@ class PoolHead(nn.Module):
         super().__init__()
         self.nq, self.nk = nn.LayerNorm(width), nn.LayerNorm(width)
         self.q, self.k = nn.Linear(width, width), nn.Linear(width, width)
-        self.scale = width ** -0.5
+        self.scale = width**-0.5
 
     def forward(self, q, keys, raw, allowed):
         logits = torch.einsum("bnc,bwc->bnw", self.q(self.nq(q)), self.k(self.nk(keys))) * self.scale
@@ -342,14 +341,18 @@ class OVOAD(nn.Module):
         self.in_proj = nn.Sequential(nn.Linear(D, C), nn.LayerNorm(C))
         self.pos = nn.Parameter(torch.randn(cfg.window, C) * 0.02)
         self.null_mem = nn.Parameter(torch.randn(1, 1, C) * 0.02)
-        self.decoder = nn.ModuleList(DecoderLayer(C, cfg.heads, cfg.mlp_ratio, cfg.dropout)
-                                     for _ in range(cfg.decoder_layers))
+        self.decoder = nn.ModuleList(
+            DecoderLayer(C, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.decoder_layers)
+        )
         self.frame_norm = nn.LayerNorm(C)
-        self.group_tokens = nn.Parameter(torch.randn(cfg.num_groups, C) * C ** -0.5)
-        self.cluster = nn.ModuleList(ClusterUnit(C, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.slot_temperature)
-                                     for _ in range(cfg.cluster_layers))
-        self.group_encoder = nn.ModuleList(EncoderLayer(C, cfg.heads, cfg.mlp_ratio, cfg.dropout)
-                                           for _ in range(cfg.group_layers))
+        self.group_tokens = nn.Parameter(torch.randn(cfg.num_groups, C) * C**-0.5)
+        self.cluster = nn.ModuleList(
+            ClusterUnit(C, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.slot_temperature)
+            for _ in range(cfg.cluster_layers)
+        )
+        self.group_encoder = nn.ModuleList(
+            EncoderLayer(C, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.group_layers)
+        )
         self.readout_norm = nn.LayerNorm(C)
         self.readout = GroupAssign(C, cfg.slot_temperature)
         if cfg.head == "pool":
@@ -393,7 +396,7 @@ class OVOAD(nn.Module):
         """
         cfg = self.cfg
         B, W, D = x.shape
-        if W != cfg.window or D != cfg.embed_dim:
+        if cfg.window != W or cfg.embed_dim != D:
             raise WtalError(f"OV-OAD expects windows of [{cfg.window}, {cfg.embed_dim}], got [{W}, {D}]")
         if valid is None:
             valid = torch.ones(B, W, dtype=torch.bool, device=x.device)
@@ -449,8 +452,15 @@ class OVOAD(nn.Module):
         fg_w = assign[:, nb:, -1]
         fg_w = fg_w / fg_w.sum(1, keepdim=True).clamp_min(1e-6)
         current_group = F.normalize(torch.einsum("bg,bgd->bd", fg_w, group_emb[:, nb:]), dim=-1)
-        return {"frame_emb": frame_emb, "current_emb": frame_emb[:, -1], "group_emb": group_emb,
-                "assign": assign, "bg_mask": bg_mask, "current_group_emb": current_group, "valid": valid}
+        return {
+            "frame_emb": frame_emb,
+            "current_emb": frame_emb[:, -1],
+            "group_emb": group_emb,
+            "assign": assign,
+            "bg_mask": bg_mask,
+            "current_group_emb": current_group,
+            "valid": valid,
+        }
 
     def class_probs(self, out: dict, text: torch.Tensor) -> torch.Tensor:
         """Current-frame probabilities ``[B, K + 1]`` (background last) for adapted texts ``[K, D]``."""
@@ -517,10 +527,16 @@ def clip_probe(clip_model) -> torch.Tensor:
 
 def checkpoint_dict(model: OVOAD, clip_spec: str, probe: torch.Tensor, extra: dict | None = None) -> dict:
     """What a checkpoint holds: config, CLIP spec + fingerprint, trainable weights (no CLIP)."""
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": model.cfg.to_dict(),
-            "clip": str(clip_spec), "clip_probe": probe.detach().cpu().clone(),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "feature_fps": FEATURE_FPS, **(extra or {})}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_config": model.cfg.to_dict(),
+        "clip": str(clip_spec),
+        "clip_probe": probe.detach().cpu().clone(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "feature_fps": FEATURE_FPS,
+        **(extra or {}),
+    }
 
 
 def load_ovoad(path) -> tuple[OVOAD, dict]:
@@ -531,8 +547,9 @@ def load_ovoad(path) -> tuple[OVOAD, dict]:
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise WtalError(f"{path}: not an OV-OAD checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
     if ck.get("version") != CHECKPOINT_VERSION:
-        raise WtalError(f"{path}: OV-OAD checkpoint version {ck.get('version')} is not supported "
-                        f"(expected {CHECKPOINT_VERSION})")
+        raise WtalError(
+            f"{path}: OV-OAD checkpoint version {ck.get('version')} is not supported (expected {CHECKPOINT_VERSION})"
+        )
     if not isinstance(ck.get("model_config"), dict) or not isinstance(ck.get("state_dict"), dict):
         raise WtalError(f"{path}: OV-OAD checkpoint lacks its model config or weights")
     cfg = OVOADConfig.from_dict(ck["model_config"], "model_config.")
@@ -540,5 +557,7 @@ def load_ovoad(path) -> tuple[OVOAD, dict]:
     try:
         model.load_state_dict(ck["state_dict"])
     except (KeyError, RuntimeError) as e:
-        raise WtalError(f"{path}: checkpoint weights do not match its config ({str(e).splitlines()[0][:160]})") from None
+        raise WtalError(
+            f"{path}: checkpoint weights do not match its config ({str(e).splitlines()[0][:160]})"
+        ) from None
     return model.eval(), ck

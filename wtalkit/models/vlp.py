@@ -85,8 +85,9 @@ class TemporalBlock(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, key_padding: torch.Tensor | None,
-                band: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor, key_padding: torch.Tensor | None, band: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self.norm1(x)
         qk = h + pos
         h, _ = self.attn(qk, qk, h, key_padding_mask=key_padding, attn_mask=band, need_weights=False)
@@ -148,8 +149,10 @@ class PromptTextEncoder(nn.Module):
         eot_pos = name_len + n_prompts + 1
         too_long = int(eot_pos.argmax())
         if int(eot_pos.max()) >= ctx_len:
-            raise WtalError(f"class name '{classnames[too_long]}' ({int(name_len[too_long])} tokens) with "
-                            f"{n_prompts} prompt vectors does not fit CLIP's {ctx_len}-token context")
+            raise WtalError(
+                f"class name '{classnames[too_long]}' ({int(name_len[too_long])} tokens) with "
+                f"{n_prompts} prompt vectors does not fit CLIP's {ctx_len}-token context"
+            )
         # Causal attention: outputs up to the last EOT do not depend on later positions, so the
         # sequences are cut after the longest one (clip-anytorch slices its causal mask to fit).
         seq_len = int(eot_pos.max()) + 1
@@ -205,7 +208,9 @@ class VLPBranch(nn.Module):
         cfg = cfg or VLPConfig()
         embed = clip_embed_dim(clip_model)
         if vis_dim is not None and vis_dim != embed:
-            raise WtalError(f"the vlp features have dimension {vis_dim} but CLIP model {cfg.clip_model} embeds to {embed}")
+            raise WtalError(
+                f"the vlp features have dimension {vis_dim} but CLIP model {cfg.clip_model} embeds to {embed}"
+            )
         for p in clip_model.parameters():
             p.requires_grad_(False)
         clip_model.eval()
@@ -219,8 +224,9 @@ class VLPBranch(nn.Module):
         self.has_background = bool(cfg.background)
         names = self.classnames + ([cfg.background] if self.has_background else [])
         self.prompt = PromptTextEncoder(clip_model, names, cfg.n_prompts, cfg.prompt_init_std)
-        self.temporal = TemporalTransformer(embed, cfg.temporal_layers, cfg.temporal_heads, cfg.dropout,
-                                            cfg.temporal_window)
+        self.temporal = TemporalTransformer(
+            embed, cfg.temporal_layers, cfg.temporal_heads, cfg.dropout, cfg.temporal_window
+        )
         self._text_cache: tuple | None = None
 
     # -- CLIP bookkeeping ---------------------------------------------------
@@ -271,8 +277,10 @@ class VLPBranch(nn.Module):
         ``text``: optional precomputed :meth:`text_features` (normalised ``[C, D]``).
         """
         if vis.shape[-1] != self.embed_dim:
-            raise WtalError(f"the vlp features have dimension {vis.shape[-1]} but CLIP model "
-                            f"{self.cfg.clip_model} embeds to {self.embed_dim}")
+            raise WtalError(
+                f"the vlp features have dimension {vis.shape[-1]} but CLIP model "
+                f"{self.cfg.clip_model} embeds to {self.embed_dim}"
+            )
         feats = self.temporal(vis, mask)
         if text is None:
             text = self.text_features()
@@ -290,11 +298,15 @@ class RawVLP(nn.Module):
         super().__init__()
         from wtalkit.models.clip import class_words, encode_class_prompts
 
-        self.register_buffer("text", encode_class_prompts(clip_model, [class_words(c) for c in classes], templates).float())
+        self.register_buffer(
+            "text", encode_class_prompts(clip_model, [class_words(c) for c in classes], templates).float()
+        )
         self.scale = float(clip_model.logit_scale.exp())
 
     def forward(self, vis, mask=None):
         if vis.shape[-1] != self.text.shape[1]:
-            raise WtalError(f"the vlp features have dimension {vis.shape[-1]} but the CLIP model embeds to {self.text.shape[1]}")
+            raise WtalError(
+                f"the vlp features have dimension {vis.shape[-1]} but the CLIP model embeds to {self.text.shape[1]}"
+            )
         logits = self.scale * F.normalize(vis, dim=-1) @ self.text.t()
         return {"probs": logits.softmax(-1), "logits": logits, "features": vis}

@@ -23,9 +23,9 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -63,9 +63,13 @@ def _num(p: float) -> float:
 
 def frame_record(video: str, index: int, t: float, probs: np.ndarray, classes: list, background: str) -> dict:
     k = int(np.argmax(probs))
-    return {"video": video, "frame": int(index), "t": round(float(t), 6),
-            "top": classes[k] if k < len(classes) else "background",
-            "scores": {c: _num(p) for c, p in zip(classes, probs[:len(classes)].tolist())}}
+    return {
+        "video": video,
+        "frame": int(index),
+        "t": round(float(t), 6),
+        "top": classes[k] if k < len(classes) else "background",
+        "scores": {c: _num(p) for c, p in zip(classes, probs[: len(classes)].tolist())},
+    }
 
 
 @dataclass
@@ -84,8 +88,11 @@ class OnlineSummary:
     @property
     def keeps_up(self) -> bool:
         """Whether processing is at least as fast as the stream."""
-        return self.frames_per_s >= self.stream_fps * 0.999 if not self.realtime else \
-            self.latency_p95_s <= 1.0 / self.stream_fps
+        return (
+            self.frames_per_s >= self.stream_fps * 0.999
+            if not self.realtime
+            else self.latency_p95_s <= 1.0 / self.stream_fps
+        )
 
     def to_dict(self) -> dict:
         return asdict(self) | {"keeps_up": self.keeps_up}
@@ -143,11 +150,20 @@ class LiveSink:
         width = 30
         for i in order:
             p = float(probs[i])
-            table.add_row(self.classes[i], Text("█" * int(round(p * width)) + "·" * (width - int(round(p * width))),
-                                                style="green" if i == order[0] else "cyan"), f"{p:.3f}")
-        head = Text.assemble((f"{rec['video']}", "bold"), f"  t = {rec['t']:8.2f} s  frame {rec['frame']}  ",
-                             (f"{self.background} {float(probs[k]):.3f}", "dim"),
-                             f"  top: {rec['top']}")
+            table.add_row(
+                self.classes[i],
+                Text(
+                    "█" * int(round(p * width)) + "·" * (width - int(round(p * width))),
+                    style="green" if i == order[0] else "cyan",
+                ),
+                f"{p:.3f}",
+            )
+        head = Text.assemble(
+            (f"{rec['video']}", "bold"),
+            f"  t = {rec['t']:8.2f} s  frame {rec['frame']}  ",
+            (f"{self.background} {float(probs[k]):.3f}", "dim"),
+            f"  top: {rec['top']}",
+        )
         parts = [head, table]
         if self.segments_mode:
             parts.append(Text("open: " + (", ".join(self.open_labels) or "-"), style="yellow"))
@@ -156,7 +172,9 @@ class LiveSink:
         self.live.update(Group(*parts))
 
     def segment(self, rec: dict) -> None:
-        self.live.console.print(f"[bold]{rec['label']}[/]  {rec['start']:.2f}-{rec['end']:.2f} s  score {rec['score']:.3f}")
+        self.live.console.print(
+            f"[bold]{rec['label']}[/]  {rec['start']:.2f}-{rec['end']:.2f} s  score {rec['score']:.3f}"
+        )
 
 
 # ----------------------------------------------------------------------------- setup
@@ -176,7 +194,9 @@ def _validate_options(model, fps, window, ema_alpha, checkpoint, start_threshold
     if checkpoint and not Path(checkpoint).exists():
         raise WtalError(f"checkpoint not found: {checkpoint}")
     if not (0.0 <= stop_threshold <= start_threshold <= 1.0):
-        raise WtalError(f"need 0 <= --stop-threshold <= --start-threshold <= 1, got {stop_threshold} and {start_threshold}")
+        raise WtalError(
+            f"need 0 <= --stop-threshold <= --start-threshold <= 1, got {stop_threshold} and {start_threshold}"
+        )
     if min_length < 0:
         raise WtalError(f"--min-length must be >= 0, got {min_length}")
 
@@ -190,8 +210,15 @@ def _clip_of_encoder(encoder):
     return None
 
 
-def open_stream(source, clip="ViT-B/16", fps: float = 4.0, feature_fps: float | None = None,
-                video_name: str | None = None, device: str = "cpu", precision: str = "auto"):
+def open_stream(
+    source,
+    clip="ViT-B/16",
+    fps: float = 4.0,
+    feature_fps: float | None = None,
+    video_name: str | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
+):
     """``(EmbeddingSource, clip_model)`` for a video or feature file; the dimensions are checked.
 
     ``clip`` is a CLIP name or checkpoint path, or an already loaded
@@ -223,7 +250,9 @@ def open_stream(source, clip="ViT-B/16", fps: float = 4.0, feature_fps: float | 
     if model is None:
         raise WtalError("the given image encoder carries no CLIP model for the class prompts")
     if int(encoder.dim) != clip_embed_dim(model):
-        raise WtalError(f"image embeddings ({encoder.dim}) and text embeddings ({clip_embed_dim(model)}) differ in size")
+        raise WtalError(
+            f"image embeddings ({encoder.dim}) and text embeddings ({clip_embed_dim(model)}) differ in size"
+        )
     return video_source(path, encoder, fps, video_name), model
 
 
@@ -237,8 +266,14 @@ def score_chunk(scorer, embs: np.ndarray) -> np.ndarray:
     return np.stack([np.asarray(scorer.step(e)) for e in embs])
 
 
-def stream_scores(src: EmbeddingSource, scorer, batch: int, realtime: bool = False,
-                  clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep):
+def stream_scores(
+    src: EmbeddingSource,
+    scorer,
+    batch: int,
+    realtime: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+):
     """Yield ``(index, t, probs [K+1], due)`` per frame, strictly in order and causally.
 
     ``due`` is the wall-clock moment the frame was available: its due time in
@@ -266,15 +301,36 @@ def stream_scores(src: EmbeddingSource, scorer, batch: int, realtime: bool = Fal
             index += 1
 
 
-def run_online(source, classes: list, *, clip="ViT-B/16", model: str = "clip-frame",
-               templates: list | None = None, background: str = DEFAULT_BACKGROUND, fps: float = 4.0,
-               feature_fps: float | None = None, window: int = 8, ema_alpha: float = 0.3,
-               checkpoint: str | None = None, video_name: str | None = None, segments: bool = False,
-               start_threshold: float = 0.5, stop_threshold: float = 0.3, min_length: float = 0.0,
-               realtime: bool = False, batch: int | None = None, device: str = "cpu", precision: str = "auto",
-               output=None, live: bool = False, stdout=None, console=None, scorer=None,
-               clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
-               ) -> OnlineSummary:
+def run_online(
+    source,
+    classes: list,
+    *,
+    clip="ViT-B/16",
+    model: str = "clip-frame",
+    templates: list | None = None,
+    background: str = DEFAULT_BACKGROUND,
+    fps: float = 4.0,
+    feature_fps: float | None = None,
+    window: int = 8,
+    ema_alpha: float = 0.3,
+    checkpoint: str | None = None,
+    video_name: str | None = None,
+    segments: bool = False,
+    start_threshold: float = 0.5,
+    stop_threshold: float = 0.3,
+    min_length: float = 0.0,
+    realtime: bool = False,
+    batch: int | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
+    output=None,
+    live: bool = False,
+    stdout=None,
+    console=None,
+    scorer=None,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+) -> OnlineSummary:
     """Run the online detector over one video or feature file and emit its lines.
 
     Lines go to ``output`` (written atomically: the file appears complete at
@@ -295,15 +351,21 @@ def run_online(source, classes: list, *, clip="ViT-B/16", model: str = "clip-fra
         raise WtalError(f"--batch must be >= 1, got {batch}")
     src, clip_model = open_stream(source, clip, fps, feature_fps, video_name, device, precision)
     if scorer is None:
-        opts = {"clip-window": {"window": window}, "clip-ema": {"ema_alpha": ema_alpha},
-                "ovoad": {"checkpoint": checkpoint}}.get(model, {})
+        opts = {
+            "clip-window": {"window": window},
+            "clip-ema": {"ema_alpha": ema_alpha},
+            "ovoad": {"checkpoint": checkpoint},
+        }.get(model, {})
         scorer = build_scorer(model, clip_model, classes, templates, background, **opts)
     else:
         scorer.reset()
     if batch is None:
         batch = 256 if src.kind == "features" else 8
-    segmenter = (HysteresisSegmenter(classes, src.frame_duration, start_threshold, stop_threshold, min_length)
-                 if segments else None)
+    segmenter = (
+        HysteresisSegmenter(classes, src.frame_duration, start_threshold, stop_threshold, min_length)
+        if segments
+        else None
+    )
 
     with contextlib.ExitStack() as stack:
         if output is not None:
@@ -321,7 +383,7 @@ def run_online(source, classes: list, *, clip="ViT-B/16", model: str = "clip-fra
                 start = due
             probs = np.asarray(probs)
             if segmenter is not None:
-                for seg in segmenter.push(t, probs[:len(classes)]):
+                for seg in segmenter.push(t, probs[: len(classes)]):
                     sink.segment(seg.to_record(src.name))
                     nseg += 1
                 if isinstance(sink, LiveSink):
@@ -341,9 +403,18 @@ def run_online(source, classes: list, *, clip="ViT-B/16", model: str = "clip-fra
 
     lat = np.asarray(latencies)
     wall = max(end - start, 1e-9)
-    return OnlineSummary(video=src.name, frames=n, segments=nseg, wall_s=wall, frames_per_s=n / wall,
-                         latency_p50_s=float(np.percentile(lat, 50)), latency_p95_s=float(np.percentile(lat, 95)),
-                         latency_max_s=float(lat.max()), stream_fps=1.0 / src.frame_duration, realtime=realtime)
+    return OnlineSummary(
+        video=src.name,
+        frames=n,
+        segments=nseg,
+        wall_s=wall,
+        frames_per_s=n / wall,
+        latency_p50_s=float(np.percentile(lat, 50)),
+        latency_p95_s=float(np.percentile(lat, 95)),
+        latency_max_s=float(lat.max()),
+        stream_fps=1.0 / src.frame_duration,
+        realtime=realtime,
+    )
 
 
 @contextlib.contextmanager

@@ -22,7 +22,6 @@ cosine similarity).
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,11 @@ class Scorer:
 
     def step_many(self, embs: np.ndarray) -> np.ndarray:
         """Score ``n`` consecutive new frames ``[n, D]`` -> ``[n, K+1]``; same as ``n`` calls of ``step``."""
-        return np.stack([self.step(e) for e in np.asarray(embs)]) if len(embs) else np.zeros((0, self.num_classes + 1), np.float32)
+        return (
+            np.stack([self.step(e) for e in np.asarray(embs)])
+            if len(embs)
+            else np.zeros((0, self.num_classes + 1), np.float32)
+        )
 
 
 class ClipScorer(Scorer):
@@ -131,7 +134,7 @@ class ClipWindowScorer(ClipScorer):
         pad = np.zeros((w - 1, self.dim))
         full = np.concatenate([pad, seq])
         csum = np.lib.stride_tricks.sliding_window_view(full, w, axis=0).sum(-1)  # [len(seq), D]
-        self._hist = seq[-(w - 1):] if w > 1 else seq[:0]
+        self._hist = seq[-(w - 1) :] if w > 1 else seq[:0]
         return csum[-n:]
 
 
@@ -170,8 +173,12 @@ def build_scorer(name: str, clip_model, classnames: list, templates: list, backg
     templates = list(templates or [])
     _check_classes(classnames, background)
     options = {k: v for k, v in options.items() if v is not None}
-    allowed = {"clip-frame": {"logit_scale"}, "clip-window": {"window", "logit_scale"},
-               "clip-ema": {"ema_alpha", "logit_scale"}, "ovoad": {"checkpoint"}}
+    allowed = {
+        "clip-frame": {"logit_scale"},
+        "clip-window": {"window", "logit_scale"},
+        "clip-ema": {"ema_alpha", "logit_scale"},
+        "ovoad": {"checkpoint"},
+    }
     if name not in allowed:
         raise WtalError(f"unknown online model '{name}' (choose from {', '.join(MODELS)})")
     extra = sorted(set(options) - allowed[name])
@@ -257,7 +264,7 @@ class OVOADScorer(Scorer):
                 # padding them is exact.
                 x, v = make_windows(seq, torch.arange(s, min(s + self.batch_size, len(seq))), W)
                 out.append(self.model.class_probs(self.model(x, v), self.text))
-        self._hist = seq[-(W - 1):] if W > 1 else seq[:0]
+        self._hist = seq[-(W - 1) :] if W > 1 else seq[:0]
         return torch.cat(out).numpy().astype(np.float32)
 
 
@@ -279,13 +286,16 @@ def build_ovoad_scorer(checkpoint, clip_model, classnames, templates, background
     if isinstance(clip_model, (str, Path)):
         clip_model = load_clip(str(clip_model))
     if clip_embed_dim(clip_model) != model.cfg.embed_dim:
-        raise WtalError(f"{checkpoint}: trained for {model.cfg.embed_dim}-d CLIP embeddings, "
-                        f"the given CLIP model has {clip_embed_dim(clip_model)}")
+        raise WtalError(
+            f"{checkpoint}: trained for {model.cfg.embed_dim}-d CLIP embeddings, "
+            f"the given CLIP model has {clip_embed_dim(clip_model)}"
+        )
     probe = clip_probe(clip_model)
     saved = ck.get("clip_probe")  # absent or of another size: nothing to compare
     if isinstance(saved, torch.Tensor) and saved.shape == probe.shape and float(saved @ probe) < 0.999:
-        raise WtalError(f"{checkpoint}: trained with CLIP '{ck.get('clip')}', "
-                        "but the given CLIP model has a different text encoder")
+        raise WtalError(
+            f"{checkpoint}: trained with CLIP '{ck.get('clip')}', but the given CLIP model has a different text encoder"
+        )
     templates = list(templates or ck.get("templates") or ["{}"])
     with torch.inference_mode():
         text = model.encode_text(clip_text_templates(clip_model, [class_words(c) for c in classnames], templates))

@@ -30,17 +30,30 @@ class Segment:
     score: float
 
     def to_record(self, video: str) -> dict:
-        return {"video": video, "label": self.label, "start": round(self.start, 6),
-                "end": round(self.end, 6), "score": round(self.score, 6)}
+        return {
+            "video": video,
+            "label": self.label,
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "score": round(self.score, 6),
+        }
 
 
 class HysteresisSegmenter:
     """Online per-class segmenter; feed it frames in order with :meth:`push`, then :meth:`flush`."""
 
-    def __init__(self, classes: list, frame_duration: float, start_threshold: float = 0.5,
-                 stop_threshold: float = 0.3, min_length: float = 0.0):
+    def __init__(
+        self,
+        classes: list,
+        frame_duration: float,
+        start_threshold: float = 0.5,
+        stop_threshold: float = 0.3,
+        min_length: float = 0.0,
+    ):
         if not (0.0 <= stop_threshold <= start_threshold <= 1.0):
-            raise WtalError(f"need 0 <= --stop-threshold <= --start-threshold <= 1, got {stop_threshold} and {start_threshold}")
+            raise WtalError(
+                f"need 0 <= --stop-threshold <= --start-threshold <= 1, got {stop_threshold} and {start_threshold}"
+            )
         if not (frame_duration > 0):
             raise WtalError(f"frame duration must be positive, got {frame_duration}")
         if min_length < 0:

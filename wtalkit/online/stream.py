@@ -10,9 +10,9 @@ grid of the ``meta.json`` beside it (frame ``k`` is at
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -64,8 +64,10 @@ def feature_grid(path, feature_fps: float | None = None) -> SnippetGrid:
     if meta_path.exists():
         grid = StreamMeta.from_dict(read_json(meta_path), str(meta_path)).grid
         if feature_fps is not None and abs(1.0 / grid.seconds_per_snippet - feature_fps) > 1e-6 * feature_fps:
-            raise WtalError(f"--feature-fps {feature_fps:g} disagrees with {meta_path} "
-                            f"({1.0 / grid.seconds_per_snippet:g} snippets per second)")
+            raise WtalError(
+                f"--feature-fps {feature_fps:g} disagrees with {meta_path} "
+                f"({1.0 / grid.seconds_per_snippet:g} snippets per second)"
+            )
         return grid
     if feature_fps is None:
         raise WtalError(f"{path}: no meta.json beside the feature file; give its rate with --feature-fps")
@@ -74,8 +76,9 @@ def feature_grid(path, feature_fps: float | None = None) -> SnippetGrid:
     return SnippetGrid(fps=float(feature_fps), length=1, stride=1)
 
 
-def feature_source(path, feature_fps: float | None = None, name: str | None = None,
-                   expected_dim: int | None = None) -> EmbeddingSource:
+def feature_source(
+    path, feature_fps: float | None = None, name: str | None = None, expected_dim: int | None = None
+) -> EmbeddingSource:
     """A feature file as a stream; its dimension must be ``expected_dim`` (the CLIP embedding size)."""
     from wtalkit.data.features import StreamMeta, load_feature_file
 
@@ -91,13 +94,15 @@ def feature_source(path, feature_fps: float | None = None, name: str | None = No
         meta_dim = StreamMeta.from_dict(read_json(meta_path), str(meta_path)).dim
     feats = load_feature_file(path, meta_dim)
     if expected_dim is not None and feats.shape[1] != expected_dim:
-        raise WtalError(f"{path}: feature dimension {feats.shape[1]} does not match the CLIP model's "
-                        f"embedding dimension {expected_dim}")
+        raise WtalError(
+            f"{path}: feature dimension {feats.shape[1]} does not match the CLIP model's "
+            f"embedding dimension {expected_dim}"
+        )
     times = np.asarray(grid.to_seconds(np.arange(len(feats))), dtype=np.float64)
 
     def chunks(batch):
         for i in range(0, len(feats), batch):
-            yield times[i:i + batch], feats[i:i + batch]
+            yield times[i : i + batch], feats[i : i + batch]
 
     return EmbeddingSource(name or path.stem, "features", grid.seconds_per_snippet, feats.shape[1], chunks)
 

@@ -36,15 +36,14 @@ from wtalkit.config import Config
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
 from wtalkit.errors import WtalError
-from wtalkit.train.losses import distill_loss
 from wtalkit.models.build import build_cbp, build_vlp, load_branch
-from wtalkit.models.vlp import RawVLP
-from wtalkit.train.losses import mil_loss
-from wtalkit.train.pseudo import ternary_labels
-from wtalkit.train.progress import training_progress
-from wtalkit.train.run import Run, restore_rng, rng_state, seed_everything
 from wtalkit.models.checkpoint import check_compatible, load_checkpoint
+from wtalkit.models.vlp import RawVLP
+from wtalkit.train.losses import distill_loss, mil_loss
 from wtalkit.train.optim import make_optimizer
+from wtalkit.train.progress import training_progress
+from wtalkit.train.pseudo import ternary_labels
+from wtalkit.train.run import Run, restore_rng, rng_state, seed_everything
 
 
 def plan(cfg: Config) -> list:
@@ -78,8 +77,12 @@ class Trainer:
         from wtalkit.models.clip import load_clip
 
         clip_model = load_clip(cfg.vlp.clip_model, device=self.device)
-        self.vlp = build_vlp(cfg, classes, self.bank.dim("vlp"), device=self.device, clip_model=clip_model).to(self.device)
-        self.raw_vlp = RawVLP(clip_model, classes, cfg.vlp.templates).to(self.device) if cfg.train.schedule == "only-f" else None
+        self.vlp = build_vlp(cfg, classes, self.bank.dim("vlp"), device=self.device, clip_model=clip_model).to(
+            self.device
+        )
+        self.raw_vlp = (
+            RawVLP(clip_model, classes, cfg.vlp.templates).to(self.device) if cfg.train.schedule == "only-f" else None
+        )
         self.opt_cbp = make_optimizer(self.cbp.parameters(), cfg)
         self.opt_vlp = make_optimizer([p for p in self.vlp.parameters() if p.requires_grad], cfg)
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
@@ -108,8 +111,9 @@ class Trainer:
             # complementary distillation: the B step takes CBP's confident background (0) entries, the
             # F step VLP's confident foreground (1) entries; each branch passes on what it is reliable at
             kd_keep = (0 if step == "B" else 1) if cfg.train.complementary else None
-            loss, parts = distill_loss(out["probs"], out["features"], pseudo, mask, cfg.loss, generator=self.gen,
-                                       kd_keep=kd_keep)
+            loss, parts = distill_loss(
+                out["probs"], out["features"], pseudo, mask, cfg.loss, generator=self.gen, kd_keep=kd_keep
+            )
             if step == "F":  # CBP keeps its own classification objective
                 cls = mil_loss(out["logits"], mask, labels, self.cbp.topk_ratio)
                 loss = loss + cls
@@ -130,8 +134,11 @@ class Trainer:
         return {"cbp": self.cbp.state_dict(), "vlp": self.vlp.state_dict()}
 
     def full_state(self, np_rng) -> dict:
-        return {"models": self.models_state(), "optim": {"cbp": self.opt_cbp.state_dict(), "vlp": self.opt_vlp.state_dict()},
-                "rng": {**rng_state(np_rng), "gen": self.gen.get_state()}}
+        return {
+            "models": self.models_state(),
+            "optim": {"cbp": self.opt_cbp.state_dict(), "vlp": self.opt_vlp.state_dict()},
+            "rng": {**rng_state(np_rng), "gen": self.gen.get_state()},
+        }
 
     def load_state(self, state: dict, np_rng) -> None:
         load_branch(self.cbp, state["models"]["cbp"], "cbp", "the resume checkpoint")
@@ -142,8 +149,18 @@ class Trainer:
         self.gen.set_state(state["rng"]["gen"])
 
 
-def train_alternate(dataset_dir, run_dir, cfg: Config, *, warmup_ckpt=None, overwrite: bool = False,
-                    console=None, progress: bool = True, evaluate=None, stop_after_epochs: int | None = None) -> Path:
+def train_alternate(
+    dataset_dir,
+    run_dir,
+    cfg: Config,
+    *,
+    warmup_ckpt=None,
+    overwrite: bool = False,
+    console=None,
+    progress: bool = True,
+    evaluate=None,
+    stop_after_epochs: int | None = None,
+) -> Path:
     """Run (or resume) alternate training; returns ``RUN/alternate.pt``.
 
     ``warmup_ckpt``: the warm-up checkpoint (default ``RUN/warmup.pt``).
@@ -172,15 +189,22 @@ def train_alternate(dataset_dir, run_dir, cfg: Config, *, warmup_ckpt=None, over
     if last.exists():
         state = load_checkpoint(last)
         if state["config"] != cfg.to_dict():
-            raise WtalError(f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite")
+            raise WtalError(
+                f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite"
+            )
         trainer.load_state(state, np_rng)
         pos = state["position"]
         if console:
             console.print(f"[yellow]resuming alternate training at epoch {pos + 1} of {len(steps)}[/]")
     run.save_config(cfg)
-    base = {"kind": "alternate", "config": cfg.to_dict(), "classes": list(trainer.dataset.classes),
-            "streams": {s: m.to_dict() for s, m in trainer.bank.metas.items()},
-            "dataset": str(Path(dataset_dir).resolve()), "default_branch": default_branch(cfg)}
+    base = {
+        "kind": "alternate",
+        "config": cfg.to_dict(),
+        "classes": list(trainer.dataset.classes),
+        "streams": {s: m.to_dict() for s, m in trainer.bank.metas.items()},
+        "dataset": str(Path(dataset_dir).resolve()),
+        "default_branch": default_branch(cfg),
+    }
     done_now = 0
     with training_progress(console, progress and console is not None) as bar:
         task = bar.add_task(f"alternate ({cfg.train.schedule})", total=len(steps), completed=pos, status="", rate="")
@@ -191,8 +215,12 @@ def train_alternate(dataset_dir, run_dir, cfg: Config, *, warmup_ckpt=None, over
             dt = time.perf_counter() - t0
             pos += 1
             terms = " ".join(f"{k} {v:.4f}" for k, v in stats.items() if k != "loss")
-            bar.update(task, advance=1, status=f"round {rnd} {step} epoch {ep}: loss {stats['loss']:.4f} ({terms})",
-                       rate=f"{dt:.1f} s/epoch")
+            bar.update(
+                task,
+                advance=1,
+                status=f"round {rnd} {step} epoch {ep}: loss {stats['loss']:.4f} ({terms})",
+                rate=f"{dt:.1f} s/epoch",
+            )
             run.log({"stage": "alternate", "round": rnd, "step": step, "epoch": ep, **stats, "seconds": dt})
             round_done = pos == len(steps) or steps[pos][0] != rnd
             if round_done:

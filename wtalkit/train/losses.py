@@ -65,9 +65,15 @@ def _sample(idx: torch.Tensor, k: int, generator: torch.Generator | None) -> tor
     return idx[perm]
 
 
-def fb_loss(features: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor | None = None, tau: float = 0.07,
-            max_anchors: int = 64, max_negatives: int = 512,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def fb_loss(
+    features: torch.Tensor,
+    pseudo: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    tau: float = 0.07,
+    max_anchors: int = 64,
+    max_negatives: int = 512,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Foreground-background contrastive loss (InfoNCE) on L2-normalised frame features.
 
     For each class ``c`` with at least two confident foreground frames in the
@@ -110,9 +116,15 @@ def fb_loss(features: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor | N
     return torch.cat(terms).mean().to(features.dtype)
 
 
-def distill_loss(probs: torch.Tensor, features: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor | None,
-                 cfg: LossConfig | None = None, generator: torch.Generator | None = None,
-                 kd_keep: int | None = None) -> tuple:
+def distill_loss(
+    probs: torch.Tensor,
+    features: torch.Tensor,
+    pseudo: torch.Tensor,
+    mask: torch.Tensor | None,
+    cfg: LossConfig | None = None,
+    generator: torch.Generator | None = None,
+    kd_keep: int | None = None,
+) -> tuple:
     """``L = L_kd + λ·L_fb`` from the other branch's pseudo-labels.
 
     ``cfg.use_kd`` / ``cfg.use_fb`` switch the terms off (the ``--no-kd`` /

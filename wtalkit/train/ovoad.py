@@ -73,18 +73,22 @@ class OVOADRunConfig:
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def validate(self) -> "OVOADRunConfig":
+    def validate(self) -> OVOADRunConfig:
         self.model.validate()
         t = self.train
         checks = [
             (t.epochs >= 1, "train.epochs must be >= 1"),
             (t.batch_size >= 2, "train.batch_size must be >= 2"),
             (t.lr > 0, "train.lr must be positive"),
-            (t.weight_decay >= 0 and t.warmup_steps >= 0 and t.grad_clip >= 0,
-             "train.weight_decay, train.warmup_steps and train.grad_clip must be >= 0"),
+            (
+                t.weight_decay >= 0 and t.warmup_steps >= 0 and t.grad_clip >= 0,
+                "train.weight_decay, train.warmup_steps and train.grad_clip must be >= 0",
+            ),
             (t.alpha >= 0 and t.beta >= 0, "train.alpha and train.beta must be >= 0"),
-            (len(t.templates) >= 1 and all(isinstance(x, str) and "{}" in x for x in t.templates),
-             "train.templates must be a non-empty list of strings with a '{}' placeholder"),
+            (
+                len(t.templates) >= 1 and all(isinstance(x, str) and "{}" in x for x in t.templates),
+                "train.templates must be a non-empty list of strings with a '{}' placeholder",
+            ),
             (t.device == "cpu" or t.device.startswith("cuda"), "train.device must be cpu or cuda[:N]"),
         ]
         for ok, msg in checks:
@@ -170,8 +174,10 @@ def load_frame_table(dataset, subset: str | None) -> FrameTable:
     vids = ds.videos(None if subset == "all" else subset, "vlp")
     vids = [v for v in vids if v.has_ground_truth]
     if not vids:
-        raise WtalError(f"dataset {ds.root} has no videos with temporal annotations in subset '{subset}' "
-                        "(train-online needs segments to build captions and background masks)")
+        raise WtalError(
+            f"dataset {ds.root} has no videos with temporal annotations in subset '{subset}' "
+            "(train-online needs segments to build captions and background masks)"
+        )
     feats, labels, index = [], [], []
     for i, v in enumerate(vids):
         x = resample_to_grid(stream.load(v.name), stream.meta.grid)
@@ -261,8 +267,17 @@ def ovoad_losses(model, out: dict, labels, bg, caption_emb, alpha: float, beta: 
 # --------------------------------------------------------------------------- training
 
 
-def train_ovoad(dataset, out_dir, clip: str = "ViT-B/16", config: OVOADRunConfig | None = None, *,
-                overwrite: bool = False, console=None, progress: bool = True, clip_model=None) -> dict:
+def train_ovoad(
+    dataset,
+    out_dir,
+    clip: str = "ViT-B/16",
+    config: OVOADRunConfig | None = None,
+    *,
+    overwrite: bool = False,
+    console=None,
+    progress: bool = True,
+    clip_model=None,
+) -> dict:
     """Train OV-OAD on ``dataset``'s captions; write ``out_dir/{config.yaml, checkpoint.pt, history.json}``.
 
     ``clip`` is the CLIP spec (name or path) recorded in the checkpoint;
@@ -273,10 +288,9 @@ def train_ovoad(dataset, out_dir, clip: str = "ViT-B/16", config: OVOADRunConfig
     """
     import torch
 
-    from wtalkit.models.clip import clip_embed_dim, load_clip
     from wtalkit.data.features import Dataset
+    from wtalkit.models.clip import class_words, clip_embed_dim, load_clip
     from wtalkit.models.ovoad import OVOAD, checkpoint_dict, clip_probe, clip_text_templates
-    from wtalkit.models.clip import class_words
 
     cfg = (config or OVOADRunConfig()).validate()
     out_dir = Path(out_dir)
@@ -315,8 +329,9 @@ def train_ovoad(dataset, out_dir, clip: str = "ViT-B/16", config: OVOADRunConfig
     model = OVOAD(cfg.model).to(device).train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n not in ("pos", "group_tokens")]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and n not in ("pos", "group_tokens"))]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                             {"params": other, "weight_decay": 0.0}], lr=t.lr)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=t.lr
+    )
     steps_per_epoch = table.num_frames // t.batch_size
     total_steps = steps_per_epoch * t.epochs
 
@@ -339,7 +354,7 @@ def train_ovoad(dataset, out_dir, clip: str = "ViT-B/16", config: OVOADRunConfig
             sums = {"loss": 0.0, "vtc": 0.0, "frame": 0.0, "mask": 0.0}
             perm = rng.permutation(table.num_frames)
             for b in range(steps_per_epoch):
-                rows = perm[b * t.batch_size:(b + 1) * t.batch_size]
+                rows = perm[b * t.batch_size : (b + 1) * t.batch_size]
                 x, valid, labels, bg = (z.to(device) for z in batch_windows(table, rows, cfg.model.window))
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step)
@@ -358,28 +373,59 @@ def train_ovoad(dataset, out_dir, clip: str = "ViT-B/16", config: OVOADRunConfig
                 if prog:
                     info = f"epoch {epoch}/{t.epochs}  loss {float(losses['loss'].detach()):.3f}"
                     prog.update(task, advance=1, info=info)
-            row = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()},
-                   "lr": lr_at(step - 1), "seconds": round(time.time() - t0, 2)}
+            row = {
+                "epoch": epoch,
+                **{k: v / steps_per_epoch for k, v in sums.items()},
+                "lr": lr_at(step - 1),
+                "seconds": round(time.time() - t0, 2),
+            }
             history.append(row)
             if console is not None:
-                console.print(f"epoch {epoch:>3}/{t.epochs}  loss {row['loss']:.4f}  vtc {row['vtc']:.4f}  "
-                              f"frame {row['frame']:.4f}  mask {row['mask']:.4f}  [{row['seconds']:.1f}s]")
+                console.print(
+                    f"epoch {epoch:>3}/{t.epochs}  loss {row['loss']:.4f}  vtc {row['vtc']:.4f}  "
+                    f"frame {row['frame']:.4f}  mask {row['mask']:.4f}  [{row['seconds']:.1f}s]"
+                )
             # A checkpoint after every epoch: an interrupted run keeps the last complete one.
             model.eval()
-            wio.save_torch(ckpt_path, checkpoint_dict(model, clip, probe, {
-                "train_config": dataclasses.asdict(t), "train_classes": table.classes,
-                "templates": list(t.templates), "epoch": epoch}))
+            wio.save_torch(
+                ckpt_path,
+                checkpoint_dict(
+                    model,
+                    clip,
+                    probe,
+                    {
+                        "train_config": dataclasses.asdict(t),
+                        "train_classes": table.classes,
+                        "templates": list(t.templates),
+                        "epoch": epoch,
+                    },
+                ),
+            )
             model.train()
             wio.write_json(out_dir / "history.json", history)
     finally:
         if prog:
             prog.stop()
-    return {"checkpoint": str(ckpt_path), "epochs": t.epochs, "steps": step, "frames": table.num_frames,
-            "classes": len(table.classes), "final": history[-1], "seconds": round(time.time() - t0, 2)}
+    return {
+        "checkpoint": str(ckpt_path),
+        "epochs": t.epochs,
+        "steps": step,
+        "frames": table.num_frames,
+        "classes": len(table.classes),
+        "final": history[-1],
+        "seconds": round(time.time() - t0, 2),
+    }
 
 
 def _progress(console):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, transient=True)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )

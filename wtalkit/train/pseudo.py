@@ -50,7 +50,9 @@ def ternary_labels(scores, video_labels, delta_h: float = 0.3, delta_l: float = 
     if torch is not None and isinstance(scores, torch.Tensor):
         labels = torch.as_tensor(video_labels, device=scores.device).bool()
         if scores.ndim < 2 or labels.shape[-1] != scores.shape[-1]:
-            raise WtalError(f"scores {list(scores.shape)} and video labels {list(labels.shape)} disagree on the class count")
+            raise WtalError(
+                f"scores {list(scores.shape)} and video labels {list(labels.shape)} disagree on the class count"
+            )
         present = labels.unsqueeze(-2)  # [..., 1, C]
         out = torch.full(scores.shape, -1, dtype=torch.int8, device=scores.device)
         out = torch.where((scores > delta_h) & present, torch.ones_like(out), out)
@@ -58,7 +60,9 @@ def ternary_labels(scores, video_labels, delta_h: float = 0.3, delta_l: float = 
     scores = np.asarray(scores)
     labels = np.asarray(video_labels).astype(bool)
     if scores.ndim < 2 or labels.shape[-1] != scores.shape[-1]:
-        raise WtalError(f"scores {list(scores.shape)} and video labels {list(labels.shape)} disagree on the class count")
+        raise WtalError(
+            f"scores {list(scores.shape)} and video labels {list(labels.shape)} disagree on the class count"
+        )
     present = labels[..., None, :]
     out = np.where((scores > delta_h) & present, 1, -1)
     out = np.where((scores < delta_l) | ~present, 0, out)
@@ -66,6 +70,7 @@ def ternary_labels(scores, video_labels, delta_h: float = 0.3, delta_l: float = 
 
 
 # --- ground truth on the snippet grid -------------------------------------------------------
+
 
 def gt_snippet_labels(video, grid: SnippetGrid, num_snippets: int, classes: list) -> np.ndarray:
     """Per-snippet ground truth ``bool [T, C]`` from a :class:`~wtalkit.data.annotations.Video`.
@@ -89,11 +94,17 @@ def gt_foreground(video, grid: SnippetGrid, num_snippets: int) -> np.ndarray:
 
 # --- files ------------------------------------------------------------------------------------
 
+
 def pseudo_meta(classes: list, branch: str, delta_h: float, delta_l: float, grid: SnippetGrid) -> dict:
     """The ``meta.json`` content describing a pseudo-label folder (``videos`` is filled on save)."""
-    return {"format": FORMAT, "classes": list(classes), "branch": branch,
-            "delta_h": float(delta_h), "delta_l": float(delta_l),
-            "grid": {"fps": float(grid.fps), "snippet_length": int(grid.length), "snippet_stride": int(grid.stride)}}
+    return {
+        "format": FORMAT,
+        "classes": list(classes),
+        "branch": branch,
+        "delta_h": float(delta_h),
+        "delta_l": float(delta_l),
+        "grid": {"fps": float(grid.fps), "snippet_length": int(grid.length), "snippet_stride": int(grid.stride)},
+    }
 
 
 def _check_labels(name: str, arr: np.ndarray, num_classes: int, where: str) -> np.ndarray:

@@ -17,10 +17,10 @@ import torch
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import multi_hot
 from wtalkit.errors import WtalError
-from wtalkit.models.cbp import topk_pool
 from wtalkit.eval.pseudo import FBIoU
-from wtalkit.train.pseudo import gt_foreground, pseudo_meta, save_pseudo_labels, ternary_labels
+from wtalkit.models.cbp import topk_pool
 from wtalkit.models.checkpoint import check_compatible, checkpoint_config, load_checkpoint, resolve_checkpoint
+from wtalkit.train.pseudo import gt_foreground, pseudo_meta, save_pseudo_labels, ternary_labels
 
 BRANCHES = ("cbp", "vlp", "raw-vlp")
 
@@ -64,8 +64,9 @@ def branch_scores(run, dataset_dir, branch: str, subset: str | None, templates=N
     return out
 
 
-def pseudo_labels(run, dataset_dir, branch: str, subset: str | None, out_dir=None, templates=None,
-                  device="cpu", cfg=None) -> tuple[dict, dict | None]:
+def pseudo_labels(
+    run, dataset_dir, branch: str, subset: str | None, out_dir=None, templates=None, device="cpu", cfg=None
+) -> tuple[dict, dict | None]:
     """Ternary pseudo-labels of a split (written to ``out_dir`` when given) and Table-3 metrics (or None).
 
     ``cfg`` defaults to the checkpoint's config (δh, δl, CLIP model and templates come from it).
@@ -87,5 +88,7 @@ def pseudo_labels(run, dataset_dir, branch: str, subset: str | None, out_dir=Non
     if not labels:
         raise WtalError(f"no video of subset '{subset}' has video-level labels to make pseudo-labels from")
     if out_dir is not None:
-        save_pseudo_labels(Path(out_dir), labels, pseudo_meta(ds.classes, branch, cfg.pseudo.delta_h, cfg.pseudo.delta_l, grid))
+        save_pseudo_labels(
+            Path(out_dir), labels, pseudo_meta(ds.classes, branch, cfg.pseudo.delta_h, cfg.pseudo.delta_l, grid)
+        )
     return labels, (acc.compute() if acc.frames else None)

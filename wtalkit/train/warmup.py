@@ -21,11 +21,11 @@ from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, load_branch
+from wtalkit.models.checkpoint import load_checkpoint
 from wtalkit.train.losses import mil_loss
 from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
 from wtalkit.train.run import Run, restore_rng, rng_state, seed_everything
-from wtalkit.models.checkpoint import load_checkpoint
 
 
 def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None) -> float:
@@ -46,8 +46,16 @@ def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None) ->
     return float(np.mean(losses)) if losses else 0.0
 
 
-def train_warmup(dataset_dir, run_dir, cfg: Config, *, overwrite: bool = False, console=None,
-                 progress: bool = True, stop_after_epochs: int | None = None) -> Path:
+def train_warmup(
+    dataset_dir,
+    run_dir,
+    cfg: Config,
+    *,
+    overwrite: bool = False,
+    console=None,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+) -> Path:
     """Train (or resume training) the CBP branch; returns the path of ``RUN/warmup.pt``.
 
     ``stop_after_epochs`` stops early after that many epochs in this call (the
@@ -71,7 +79,9 @@ def train_warmup(dataset_dir, run_dir, cfg: Config, *, overwrite: bool = False, 
     if last.exists():
         state = load_checkpoint(last)
         if state["config"] != cfg.to_dict():
-            raise WtalError(f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite")
+            raise WtalError(
+                f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite"
+            )
         load_branch(model, state["models"]["cbp"], "cbp", last)
         opt.load_state_dict(state["optim"])
         restore_rng(state["rng"], np_rng)
@@ -80,8 +90,13 @@ def train_warmup(dataset_dir, run_dir, cfg: Config, *, overwrite: bool = False, 
             console.print(f"[yellow]resuming warm-up from epoch {start_epoch}[/]")
     run.save_config(cfg)
 
-    base = {"kind": "cbp", "config": cfg.to_dict(), "classes": list(dataset.classes),
-            "streams": {"cbp": bank.metas["cbp"].to_dict()}, "dataset": str(Path(dataset_dir).resolve())}
+    base = {
+        "kind": "cbp",
+        "config": cfg.to_dict(),
+        "classes": list(dataset.classes),
+        "streams": {"cbp": bank.metas["cbp"].to_dict()},
+        "dataset": str(Path(dataset_dir).resolve()),
+    }
     epochs = cfg.train.warmup_epochs
     done_now = 0
     with training_progress(console, progress and console is not None) as bar:
@@ -94,10 +109,20 @@ def train_warmup(dataset_dir, run_dir, cfg: Config, *, overwrite: bool = False, 
 
             loss = cbp_epoch(model, opt, bank, np_rng, cfg, on_batch)
             dt = time.perf_counter() - t0
-            bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss:.4f}", rate=f"{n[0] / max(dt, 1e-9):.1f} it/s")
+            bar.update(
+                task, advance=1, status=f"epoch {epoch + 1} loss {loss:.4f}", rate=f"{n[0] / max(dt, 1e-9):.1f} it/s"
+            )
             run.log({"stage": "warmup", "epoch": epoch + 1, "loss": loss, "seconds": dt})
-            wio.save_torch(last, {**base, "models": {"cbp": model.state_dict()}, "optim": opt.state_dict(),
-                                  "rng": rng_state(np_rng), "epoch": epoch + 1})
+            wio.save_torch(
+                last,
+                {
+                    **base,
+                    "models": {"cbp": model.state_dict()},
+                    "optim": opt.state_dict(),
+                    "rng": rng_state(np_rng),
+                    "epoch": epoch + 1,
+                },
+            )
             done_now += 1
             if stop_after_epochs is not None and done_now >= stop_after_epochs and epoch + 1 < epochs:
                 return last
