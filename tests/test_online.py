@@ -449,3 +449,22 @@ def test_ovoad_model_through_the_online_pipeline(cli, clip_path, clip_model, tmp
     for x, y in zip(a, b):
         assert list(x["scores"]) == ["a", "b"] and x["top"] in ("a", "b", "background")
         np.testing.assert_allclose(list(x["scores"].values()), list(y["scores"].values()), rtol=1e-5, atol=1e-7)
+
+
+def test_a_model_trained_at_one_rate_gets_its_rate():
+    """OV-OAD's windows span a fixed number of frames: a video at another --fps is refused, features regridded."""
+    from types import SimpleNamespace
+
+    from wtalkit.online.runner import on_model_grid
+    from wtalkit.online.stream import EmbeddingSource
+    from wtalkit.timeaxis import SnippetGrid
+
+    opened = []
+    video = EmbeddingSource(
+        "v", "video", SnippetGrid(8.0, 1, 1), 4, lambda b: iter(()), _regrid=lambda g: opened.append(g) or g
+    )
+    model = SimpleNamespace(fps=4.0)
+    with pytest.raises(WtalError, match="--fps 8: this model scores frames at 4 fps"):
+        on_model_grid(video, model, 8.0)
+    assert on_model_grid(video, model, None) == SnippetGrid(4.0, 1, 1) and opened == [SnippetGrid(4.0, 1, 1)]
+    assert on_model_grid(video, SimpleNamespace(), 8.0) is video  # CLIP baselines: any rate

@@ -356,6 +356,36 @@ def test_scorer_from_checkpoint_through_build_scorer(trained_run, oad_data, clip
     assert probs[~y, -1].mean() > probs[y, -1].mean() + 0.2
 
 
+def test_online_feeds_ovoad_at_its_trained_rate(trained_run, oad_data, clip_model, tiny_clip_path, tmp_path):
+    """A 25 fps / 16-frame feature file is put on the model's 4 fps grid; an explicit other --fps is refused."""
+    from wtalkit.data.features import Dataset
+    from wtalkit.online.scorers import build_scorer
+    from wtalkit.timeaxis import SnippetGrid, regrid_indices
+
+    test = Dataset(oad_data[1])
+    four = test.stream("vlp").load(test.videos(None)[0].name)  # 4 fps
+    i3d_grid, model_grid = SnippetGrid(25.0, 16, 16), SnippetGrid(4.0, 1, 1)
+    slow = four[regrid_indices(model_grid, i3d_grid, len(four))]  # the same video as 25/16 snippets
+    folder = tmp_path / "i3d"
+    folder.mkdir()
+    np.save(folder / "v.npy", slow)
+    meta = {"backbone": "clip", "dim": D, "fps": 25.0, "snippet_length": 16, "snippet_stride": 16}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    ckpt = trained_run / "checkpoint.pt"
+    args = ["online", folder / "v.npy", "--model", "ovoad", "--checkpoint", ckpt, "--clip", tiny_clip_path]
+    r = _invoke([str(a) for a in args] + ["--classes", ",".join(test.classes)])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in r.output.splitlines() if x.startswith("{")]
+    times = np.array([x["t"] for x in lines])
+    expect = regrid_indices(i3d_grid, model_grid, len(slow))
+    assert len(times) == len(expect) > 2 * len(slow)  # 4 frames/s, not 1.5625
+    np.testing.assert_allclose(np.diff(times), 0.25, atol=1e-6)
+    scorer = build_scorer("ovoad", clip_model, test.classes, [], "background", checkpoint=str(ckpt))
+    probs = scorer.step_many(slow[expect])
+    got = np.array([[x["scores"][c] for c in test.classes] for x in lines])
+    np.testing.assert_allclose(got, probs[:, : len(test.classes)], atol=1e-4)
+
+
 def test_bad_checkpoints_and_mismatched_clip(tmp_path, trained_run, clip_model):
     with pytest.raises(WtalError, match="checkpoint not found"):
         load_ovoad(tmp_path / "missing.pt")

@@ -50,7 +50,12 @@ import click
     show_default=True,
     help="Background prompt: competes in the softmax, never reported.",
 )
-@click.option("--fps", default=4.0, show_default=True, type=float, help="Frames sampled per second of video.")
+@click.option(
+    "--fps",
+    default=None,
+    type=float,
+    help="Frames sampled per second of video [default: 4; --model ovoad: the rate it was trained at].",
+)
 @click.option(
     "--feature-fps",
     default=None,

@@ -239,7 +239,7 @@ def num_snippets(info: VideoInfo, spec: StreamSpec) -> int:
 def _check_length(path, info: VideoInfo, spec: StreamSpec) -> int:
     t = num_snippets(info, spec)
     if t == 0:
-        need = spec.snippet_length / spec.fps
+        need = spec.grid.window_seconds
         raise WtalError(f"{path}: shorter than one snippet ({info.duration:.2f} s < {need:.2f} s)")
     return t
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from wtalkit.errors import WtalError
+from wtalkit.timeaxis import SnippetGrid
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
 
@@ -127,12 +128,12 @@ def probe(path) -> VideoInfo:
 
 def grid_length(info: VideoInfo, fps: float) -> int:
     """Number of grid frames at ``fps`` inside the video (``i / fps < duration``)."""
-    return max(0, math.ceil(info.duration * fps - 1e-6))
+    return max(0, math.ceil(float(SnippetGrid(fps, 1, 1).to_snippet(info.duration)) - 1e-6))
 
 
 def native_indices(grid_idx, fps: float, info: VideoInfo) -> np.ndarray:
     """Native frame nearest to the time of each grid frame (resampling by time)."""
-    t = np.asarray(grid_idx, dtype=np.float64) / fps
+    t = SnippetGrid(fps, 1, 1).to_seconds(grid_idx)
     idx = np.floor(t * info.fps + 0.5).astype(np.int64)
     return np.clip(idx, 0, info.num_frames - 1)
 
@@ -151,7 +152,7 @@ def iter_frames(
     See :func:`iter_grid_frames` for the arguments; this variant gives times in seconds.
     """
     for grid, frames in iter_grid_frames(path, fps, batch, start, indices, size, num_threads):
-        yield grid / fps, frames
+        yield SnippetGrid(fps, 1, 1).to_seconds(grid), frames
 
 
 def iter_grid_frames(

@@ -293,7 +293,7 @@ class ScoreCurves:
 
 def features_span(grid: SnippetGrid, n: int) -> float:
     """Seconds covered by ``n`` snippets (the end of the last snippet's frames): the duration when none is known."""
-    return float(grid.to_seconds(n - 1) + grid.length / grid.fps)
+    return float(grid.to_seconds(n - 1) + grid.window_seconds)
 
 
 class Plotter:

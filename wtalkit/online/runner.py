@@ -34,6 +34,9 @@ from wtalkit.io import read_list_file
 from wtalkit.online.scorers import DEFAULT_BACKGROUND, MODELS, _check_classes
 from wtalkit.online.segments import HysteresisSegmenter
 from wtalkit.online.stream import EmbeddingSource, feature_source, is_feature_file, video_source
+from wtalkit.timeaxis import SnippetGrid
+
+DEFAULT_FPS = 4.0  # frames sampled per second of video for the CLIP baselines
 
 
 def parse_classes(classes: str | None = None, classes_file=None) -> list:
@@ -183,7 +186,7 @@ class LiveSink:
 def _validate_options(model, fps, window, ema_alpha, checkpoint, start_threshold, stop_threshold, min_length):
     if model not in MODELS:
         raise WtalError(f"unknown online model '{model}' (choose from {', '.join(MODELS)})")
-    if not (fps > 0):
+    if fps is not None and not (fps > 0):
         raise WtalError(f"--fps must be positive, got {fps}")
     if model == "clip-window" and int(window) < 1:
         raise WtalError(f"--window must be >= 1, got {window}")
@@ -213,7 +216,7 @@ def _clip_of_encoder(encoder):
 def open_stream(
     source,
     clip="ViT-B/16",
-    fps: float = 4.0,
+    fps: float | None = None,
     feature_fps: float | None = None,
     video_name: str | None = None,
     device: str = "cpu",
@@ -253,7 +256,24 @@ def open_stream(
         raise WtalError(
             f"image embeddings ({encoder.dim}) and text embeddings ({clip_embed_dim(model)}) differ in size"
         )
-    return video_source(path, encoder, fps, video_name), model
+    return video_source(path, encoder, DEFAULT_FPS if fps is None else fps, video_name), model
+
+
+def on_model_grid(src, scorer, fps: float | None):
+    """The stream on the grid of a scorer trained at one frame rate (OV-OAD: its checkpoint's ``feature_fps``).
+
+    Feature files are resampled by time; a video is sampled at that rate. An explicit ``--fps`` that
+    differs is refused: the model's windows span a fixed number of frames, so another rate changes
+    how many seconds they cover.
+    """
+    rate = getattr(scorer, "fps", None)
+    if rate is None:
+        return src
+    if src.kind == "video" and fps is not None and abs(fps - rate) > 1e-9 * rate:
+        raise WtalError(
+            f"--fps {fps:g}: this model scores frames at {rate:g} fps, the rate it was trained at (leave --fps out)"
+        )
+    return src.on_grid(SnippetGrid(rate, 1, 1))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -309,7 +329,7 @@ def run_online(
     model: str = "clip-frame",
     templates: list | None = None,
     background: str = DEFAULT_BACKGROUND,
-    fps: float = 4.0,
+    fps: float | None = None,
     feature_fps: float | None = None,
     window: int = 8,
     ema_alpha: float = 0.3,
@@ -359,6 +379,7 @@ def run_online(
         scorer = build_scorer(model, clip_model, classes, templates, background, **opts)
     else:
         scorer.reset()
+    src = on_model_grid(src, scorer, fps)
     if batch is None:
         batch = 256 if src.kind == "features" else 8
     segmenter = (

@@ -221,11 +221,15 @@ class OVOADScorer(Scorer):
     score at frame ``t`` depends only on frames ``<= t``. ``step_many``
     scores a chunk of consecutive frames at once (the same windows, batched).
     Scoring runs in float64 so that chunked and frame-by-frame results agree
-    to rounding. Frames are expected at the model's
-    :data:`~wtalkit.models.ovoad.FEATURE_FPS` (4 fps).
+    to rounding. Frames must come at ``fps``, the rate the checkpoint was
+    trained at (its ``feature_fps``, 4 fps): ``wtalkit online`` puts every
+    stream on that grid.
     """
 
-    def __init__(self, model, text, classnames: list, batch_size: int = 256):
+    def __init__(self, model, text, classnames: list, batch_size: int = 256, fps: float | None = None):
+        from wtalkit.models.ovoad import FEATURE_FPS
+
+        self.fps = float(fps or FEATURE_FPS)  # the frame rate its windows are defined at (the checkpoint's)
         self.model = model.double().eval()
         self.text = text.double()
         self.classnames = list(classnames)
@@ -280,7 +284,7 @@ def build_ovoad_scorer(checkpoint, clip_model, classnames, templates, background
     import torch
 
     from wtalkit.models.clip import class_words, clip_embed_dim, load_clip
-    from wtalkit.models.ovoad import clip_probe, clip_text_templates, load_ovoad
+    from wtalkit.models.ovoad import FEATURE_FPS, clip_probe, clip_text_templates, load_ovoad
 
     model, ck = load_ovoad(checkpoint)
     if isinstance(clip_model, (str, Path)):
@@ -299,4 +303,7 @@ def build_ovoad_scorer(checkpoint, clip_model, classnames, templates, background
     templates = list(templates or ck.get("templates") or ["{}"])
     with torch.inference_mode():
         text = model.encode_text(clip_text_templates(clip_model, [class_words(c) for c in classnames], templates))
-    return OVOADScorer(model, text, classnames)
+    fps = ck.get("feature_fps", FEATURE_FPS)
+    if not isinstance(fps, (int, float)) or not (0 < float(fps) < 1e4):
+        raise WtalError(f"{checkpoint}: its feature_fps {fps!r} is not a frame rate")
+    return OVOADScorer(model, text, classnames, fps=float(fps))

@@ -6,6 +6,8 @@ CLIP image encoder as ``wtalkit extract``; a feature file (``VIDEO.npy`` of
 CLIP image embeddings, e.g. a ``features/vlp`` stream) is read with the time
 grid of the ``meta.json`` beside it (frame ``k`` is at
 ``SnippetGrid.to_seconds(k)``) or, without one, of ``--feature-fps``.
+A model that was trained at one frame rate (OV-OAD) gets the stream on its own
+grid (:meth:`EmbeddingSource.on_grid`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from wtalkit.errors import WtalError
-from wtalkit.timeaxis import SnippetGrid
+from wtalkit.timeaxis import SnippetGrid, regrid_indices
 
 FEATURE_SUFFIXES = (".npy",)
 
@@ -30,16 +32,26 @@ def is_feature_file(path) -> bool:
 class EmbeddingSource:
     """One stream of frame embeddings.
 
-    ``frame_duration`` is the time each frame owns (``1/fps`` for a sampled
-    video, the snippet stride for features); ``dim`` is the embedding size.
+    ``grid`` is its time axis (one frame per snippet of a sampled video, the
+    feature file's snippet grid); ``dim`` is the embedding size.
     """
 
     name: str
     kind: str  # "video" | "features"
-    frame_duration: float
+    grid: SnippetGrid
     dim: int
     _read: Callable[[int], Iterator] = field(repr=False)  # batch -> (times, payload) chunks
     _embed: Callable = field(repr=False, default=lambda x: x)  # payload -> embeddings [n, D]
+    _regrid: Callable = field(repr=False, default=None)  # SnippetGrid -> the same stream on that grid
+
+    @property
+    def frame_duration(self) -> float:
+        """Seconds each frame owns."""
+        return self.grid.seconds_per_snippet
+
+    def on_grid(self, grid: SnippetGrid) -> EmbeddingSource:
+        """The same stream on ``grid``: a video is sampled at its rate, features are resampled by time."""
+        return self if grid == self.grid else self._regrid(grid)
 
     def read(self, batch: int) -> Iterator[tuple[np.ndarray, object]]:
         """Raw chunks ``(times [n], payload)``, ``1 <= n <= batch``: decoded frames, or feature rows."""
@@ -98,13 +110,20 @@ def feature_source(
             f"{path}: feature dimension {feats.shape[1]} does not match the CLIP model's "
             f"embedding dimension {expected_dim}"
         )
+    return _feature_stream(name or path.stem, feats, grid)
+
+
+def _feature_stream(name: str, feats: np.ndarray, grid: SnippetGrid) -> EmbeddingSource:
     times = np.asarray(grid.to_seconds(np.arange(len(feats))), dtype=np.float64)
 
     def chunks(batch):
         for i in range(0, len(feats), batch):
             yield times[i : i + batch], feats[i : i + batch]
 
-    return EmbeddingSource(name or path.stem, "features", grid.seconds_per_snippet, feats.shape[1], chunks)
+    def regrid(dst: SnippetGrid) -> EmbeddingSource:
+        return _feature_stream(name, feats[regrid_indices(grid, dst, len(feats))], dst)
+
+    return EmbeddingSource(name, "features", grid, feats.shape[1], chunks, _regrid=regrid)
 
 
 def video_source(path, encoder, fps: float = 4.0, name: str | None = None) -> EmbeddingSource:
@@ -122,4 +141,12 @@ def video_source(path, encoder, fps: float = 4.0, name: str | None = None) -> Em
             if len(frames):
                 yield np.asarray(times, dtype=np.float64), frames
 
-    return EmbeddingSource(name or path.stem, "video", 1.0 / float(fps), int(encoder.dim), read, encoder.encode)
+    return EmbeddingSource(
+        name or path.stem,
+        "video",
+        SnippetGrid(float(fps), 1, 1),
+        int(encoder.dim),
+        read,
+        encoder.encode,
+        _regrid=lambda grid: video_source(path, encoder, grid.fps / grid.stride, name),
+    )

@@ -39,7 +39,7 @@ import numpy as np
 from wtalkit import io as wio
 from wtalkit.errors import WtalError
 from wtalkit.models.ovoad import FEATURE_FPS, OVOADConfig
-from wtalkit.timeaxis import SnippetGrid, segment_labels
+from wtalkit.timeaxis import SnippetGrid, regrid_indices, segment_labels
 
 DEFAULT_TEMPLATES = ["a video of a person doing {}."]
 
@@ -108,17 +108,9 @@ def load_run_config(source=None, overrides=(), base: dict | None = None) -> OVOA
 
 
 def resample_to_grid(feats: np.ndarray, src: SnippetGrid, dst: SnippetGrid | None = None) -> np.ndarray:
-    """Features on grid ``src`` -> grid ``dst`` (4 fps, 1 frame snippets by default), nearest by time.
-
-    Target frame ``k`` takes the source snippet that owns its centre time.
-    """
-    dst = dst or SnippetGrid(FEATURE_FPS, 1, 1)
-    n = len(feats)
-    duration = float(src.to_seconds(n))
-    m = max(1, int(math.floor(float(dst.to_snippet(duration)) + 1e-6)))
-    centres = dst.to_seconds(np.arange(m) + 0.5)
-    idx = np.clip(np.floor(src.to_snippet(centres) + 1e-9).astype(np.int64), 0, n - 1)
-    return feats[idx]
+    """Features on grid ``src`` -> grid ``dst`` (4 fps, 1 frame snippets by default), nearest by time
+    (:func:`wtalkit.timeaxis.regrid_indices`)."""
+    return feats[regrid_indices(src, dst or SnippetGrid(FEATURE_FPS, 1, 1), len(feats))]
 
 
 def frame_labels(video, classes: list, n: int, grid: SnippetGrid | None = None) -> np.ndarray:
