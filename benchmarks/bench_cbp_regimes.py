@@ -121,7 +121,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from wtalkit.config import load_config
-    from wtalkit.demo import evaluate_run
+    from wtalkit.localize.evaluate import evaluate_run
     from wtalkit.train.alternate import train_alternate
     from wtalkit.train.warmup import train_warmup
 

@@ -4,7 +4,7 @@ The contract (also in the README's "Code layout"), bottom to top. Packages on on
 siblings: independent of each other.
 
     errors
-    config | io | timeaxis      foundation
+    config | io | timeaxis | device   foundation
     data                        datasets on disk, importers, synthetic data
     models | eval               networks, CLIP, checkpoint format | metrics
     train | extract             warm-up, alternate, OV-OAD training, losses, pseudo-labels | feature extraction
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "wtalkit"
 LAYERS = [
     ["errors"],
-    ["config", "io", "timeaxis"],
+    ["config", "io", "timeaxis", "device"],
     ["data"],
     ["models", "eval"],
     ["train", "extract"],

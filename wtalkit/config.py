@@ -87,7 +87,7 @@ class TrainConfig:
     fuse: Literal["avg", "weighted"] = "avg"  # only-b: how CBP and VLP scores are fused at inference
     fuse_weight: float = 0.5  # weight of CBP for fuse=weighted
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # cpu, cuda, cuda:N or auto (cuda when present); --device overrides it
 
 
 @dataclass

@@ -85,24 +85,12 @@ def evaluate_scores(scores: dict, data: Path, cfg):
     return evaluate_detection(load_annotations(data / "annotations.json"), results, cfg.data.test_subset, cfg.eval.tiou)
 
 
-def evaluate_run(run_or_ckpt, data: Path, branch: str | None = None, cfg=None):
-    """Localize the test split with a checkpoint (its default branch unless given) and score it."""
-    from wtalkit.data.annotations import load_annotations
-    from wtalkit.eval.detection import evaluate_detection
-    from wtalkit.localize.predict import Predictor, localize_dataset
-    from wtalkit.models.checkpoint import load_checkpoint, resolve_checkpoint
-
-    if branch is None:
-        branch = load_checkpoint(resolve_checkpoint(run_or_ckpt)).get("default_branch", "cbp")
-    predictor = Predictor(run_or_ckpt, branch=branch, cfg=cfg)
-    results = localize_dataset(predictor, data, predictor.cfg.data.test_subset)
-    ann = load_annotations(data / "annotations.json")
-    return evaluate_detection(ann, results, predictor.cfg.data.test_subset, predictor.cfg.eval.tiou)
-
-
-def run_demo(out_dir, *, quick: bool = False, seed: int = 0, console=None, progress: bool = True) -> DemoReport:
+def run_demo(
+    out_dir, *, quick: bool = False, seed: int = 0, device=None, console=None, progress: bool = True
+) -> DemoReport:
     """Warm-up, raw VLP, only-F, only-B and alternate on the synthetic data; mAP and Table-3 rows."""
     from wtalkit.config import load_config
+    from wtalkit.localize.evaluate import evaluate_run
     from wtalkit.train.alternate import train_alternate
     from wtalkit.train.pseudolabel import branch_scores, pseudo_labels
     from wtalkit.train.warmup import train_warmup
@@ -110,7 +98,7 @@ def run_demo(out_dir, *, quick: bool = False, seed: int = 0, console=None, progr
     t0 = time.perf_counter()
     out = prepare_demo_folder(out_dir)
     clip_path, data = build_demo_data(out, quick, seed, console)
-    sets = [f"vlp.clip_model={clip_path}", f"train.seed={seed}"]
+    sets = [f"vlp.clip_model={clip_path}", f"train.seed={seed}"] + ([f"train.device={device}"] if device else [])
     if quick:
         sets += ["train.warmup_epochs=15", "train.rounds=1", "train.b_epochs=2", "train.f_epochs=2"]
     cfg = load_config("demo", sets)
@@ -127,18 +115,23 @@ def run_demo(out_dir, *, quick: bool = False, seed: int = 0, console=None, progr
     say("1/5 warm-up: CBP branch, MIL on video labels")
     run = out / "run"
     warm = train_warmup(data, run, cfg, overwrite=True, console=console, progress=progress)
-    add("CBP warm-up only", evaluate_run(warm, data, "cbp"))
+    add("CBP warm-up only", evaluate_run(warm, data, "cbp", device=cfg.train.device))
     say("2/5 raw VLP: zero-shot CLIP, plain prompt, no training")
-    add("raw VLP zero-shot", evaluate_scores(branch_scores(warm, data, "raw-vlp", test, cfg=cfg), data, cfg))
-    report.miou_rows.append(("CBP warm-up", pseudo_labels(warm, data, "cbp", test)[1]))
-    report.miou_rows.append(("raw VLP (zero-shot)", pseudo_labels(warm, data, "raw-vlp", test)[1]))
+    add(
+        "raw VLP zero-shot",
+        evaluate_scores(branch_scores(warm, data, "raw-vlp", test, device=cfg.train.device, cfg=cfg), data, cfg),
+    )
+    report.miou_rows.append(("CBP warm-up", pseudo_labels(warm, data, "cbp", test, device=cfg.train.device)[1]))
+    report.miou_rows.append(
+        ("raw VLP (zero-shot)", pseudo_labels(warm, data, "raw-vlp", test, device=cfg.train.device)[1])
+    )
     for i, (schedule, name) in enumerate((("only-f", "only-F"), ("only-b", "only-B (fused avg)")), start=3):
         say(f"{i}/5 ablation {name}")
         c = load_config("demo", sets + [f"train.schedule={schedule}"])
         ck = train_alternate(
             data, out / f"run_{schedule}", c, warmup_ckpt=warm, overwrite=True, console=console, progress=progress
         )
-        add(name, evaluate_run(ck, data))
+        add(name, evaluate_run(ck, data, device=cfg.train.device))
     say(f"5/5 alternate B/F training, {cfg.train.rounds} round(s)")
     final = train_alternate(
         data,
@@ -148,11 +141,11 @@ def run_demo(out_dir, *, quick: bool = False, seed: int = 0, console=None, progr
         overwrite=True,
         console=console,
         progress=progress,
-        evaluate=lambda ck: report.rounds.append((ck.stem, evaluate_run(ck, data, "cbp"))),
+        evaluate=lambda ck: report.rounds.append((ck.stem, evaluate_run(ck, data, "cbp", device=cfg.train.device))),
     )
-    add(f"alternate ({cfg.train.rounds} rounds)", evaluate_run(final, data, "cbp"))
-    report.miou_rows.append(("alternate: CBP", pseudo_labels(final, data, "cbp", test)[1]))
-    report.miou_rows.append(("alternate: VLP", pseudo_labels(final, data, "vlp", test)[1]))
+    add(f"alternate ({cfg.train.rounds} rounds)", evaluate_run(final, data, "cbp", device=cfg.train.device))
+    report.miou_rows.append(("alternate: CBP", pseudo_labels(final, data, "cbp", test, device=cfg.train.device)[1]))
+    report.miou_rows.append(("alternate: VLP", pseudo_labels(final, data, "vlp", test, device=cfg.train.device)[1]))
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -99,3 +99,20 @@ def load_torch(path, what: str = "checkpoint"):
     except Exception as e:  # pickle / zip / truncated-file errors, refused globals: all "not a ..."
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise WtalError(f"{path}: not a readable {what} ({msg})") from None
+
+
+def check_output_file(path, overwrite: bool = False) -> None:
+    """Fail before any work when ``-o FILE`` cannot be written: a folder, under a file, or an existing
+    file without ``overwrite``."""
+    from wtalkit.errors import WtalError
+
+    p = Path(path)
+    if p.is_dir():
+        raise WtalError(f"-o: {p} is a folder")
+    if p.exists() and not overwrite:
+        raise WtalError(f"-o: {p} already exists; pass --overwrite to replace it")
+    anc = p.parent.absolute()
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise WtalError(f"-o: cannot create folder {p.parent} ({anc} is a file)")

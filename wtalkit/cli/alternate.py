@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wtalkit.cli.common import config_options, err_console, print_config
+from wtalkit.cli.common import config_options, device_option, err_console, print_config
 
 
 @click.command()
@@ -21,71 +21,54 @@ from wtalkit.cli.common import config_options, err_console, print_config
 @config_options
 @click.option("--overwrite", is_flag=True, help="Train again even if RUN already holds alternate.pt.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def alternate(run_dir, dataset, warm, rounds, schedule, fuse, no_kd, no_fb, config_source, overwrite, quiet, overrides):
+@device_option
+def alternate(
+    run_dir, dataset, warm, rounds, schedule, fuse, no_kd, no_fb, config_source, overwrite, quiet, overrides, device
+):
     """Alternate B/F training of RUN, starting from its warm-up.
 
     Without --config the warm-up's config is used. After each round, when the
     test split has ground truth, its mAP is printed. Resumable: re-running the
     same command continues an interrupted run.
     """
-    from pathlib import Path
+    from wtalkit.train.alternate import alternate_run
 
-    from wtalkit.config import load_config
-    from wtalkit.errors import WtalError
-    from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint
-    from wtalkit.train.alternate import train_alternate
-
-    warm_path = Path(warm) if warm else Path(run_dir) / "warmup.pt"
-    if not warm_path.exists():
-        raise WtalError(f"no warm-up checkpoint at {warm_path}; run 'wtalkit warmup DATASET -o {run_dir}' first")
-    warm_ckpt = load_checkpoint(warm_path)
-    extra = list(overrides)
-    if rounds is not None:
-        extra.append(f"train.rounds={rounds}")
-    if schedule:
-        extra.append(f"train.schedule={schedule}")
-    if fuse:
-        extra.append(f"train.fuse={fuse}")
-    if no_kd:
-        extra.append("loss.use_kd=false")
-    if no_fb:
-        extra.append("loss.use_fb=false")
-    base = None if config_source else checkpoint_config(warm_ckpt).to_dict()
-    cfg = load_config(config_source, extra, base=base)
-    dataset = dataset or warm_ckpt.get("dataset")
-    print_config(cfg)
-    path = train_alternate(
-        dataset,
+    path = alternate_run(
         run_dir,
-        cfg,
-        warmup_ckpt=warm_path,
+        dataset=dataset,
+        warm=warm,
+        config_source=config_source,
+        overrides=overrides,
+        rounds=rounds,
+        schedule=schedule,
+        fuse=fuse,
+        use_kd=not no_kd,
+        use_fb=not no_fb,
+        device=device,
         overwrite=overwrite,
         console=err_console,
         progress=not quiet,
-        evaluate=round_evaluator(dataset, cfg),
+        on_config=print_config,
+        evaluate=print_round_map,
     )
     err_console.print(f"[green]alternate checkpoint:[/] {path}")
 
 
-def round_evaluator(dataset, cfg):
-    """After each round: the test split's mAP as a table row (None when it has no ground truth)."""
+def print_round_map(ckpt_path, dataset):
+    """After each round: the test split's mAP, printed and logged (None when it has no ground truth)."""
     from pathlib import Path
 
     from wtalkit.errors import WtalError
+    from wtalkit.eval.report import average_columns
+    from wtalkit.localize.evaluate import evaluate_run
 
-    def evaluate(ckpt_path):
-        from wtalkit.demo import evaluate_run
-        from wtalkit.eval.report import average_columns
-
-        try:
-            res = evaluate_run(ckpt_path, Path(dataset))
-        except WtalError:
-            return None
-        avgs = average_columns(res.tiou, res.mAP)
-        cells = " ".join(f"@{t:g} {100 * m:.1f}" for t, m in zip(res.tiou, res.mAP))
-        err_console.print(
-            f"  mAP (%) after {Path(ckpt_path).stem}: {cells} | " + " ".join(f"avg {k} {100 * v:.1f}" for k, v in avgs)
-        )
-        return {"mAP": [float(m) for m in res.mAP], "tiou": [float(t) for t in res.tiou]}
-
-    return evaluate
+    try:
+        res = evaluate_run(ckpt_path, Path(dataset))
+    except WtalError:
+        return None
+    avgs = average_columns(res.tiou, res.mAP)
+    cells = " ".join(f"@{t:g} {100 * m:.1f}" for t, m in zip(res.tiou, res.mAP))
+    err_console.print(
+        f"  mAP (%) after {Path(ckpt_path).stem}: {cells} | " + " ".join(f"avg {k} {100 * v:.1f}" for k, v in avgs)
+    )
+    return {"mAP": [float(m) for m in res.mAP], "tiou": [float(t) for t in res.tiou]}

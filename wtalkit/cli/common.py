@@ -70,3 +70,13 @@ def print_config(cfg, title: str = "resolved config") -> None:
 
     err_console.rule(title)
     err_console.print(Syntax(cfg.to_yaml(), "yaml", background_color="default"))
+
+
+def device_option(f):
+    """``--device``: the same option on every command that computes."""
+    return click.option(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:N or auto (cuda when present) [default: auto; training: the config's train.device].",
+    )(f)

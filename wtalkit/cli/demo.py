@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wtalkit.cli.common import err_console, out_console
+from wtalkit.cli.common import device_option, err_console, out_console
 
 
 @click.command()
@@ -19,7 +19,8 @@ from wtalkit.cli.common import err_console, out_console
 @click.option("--quick", is_flag=True, help="Fewer videos and epochs (a smoke test, about a minute).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(output, quick, seed, quiet):
+@device_option
+def demo(output, quick, seed, quiet, device):
     """Generate a synthetic THUMOS14-structured dataset and run the whole pipeline.
 
     The data are synthetic (see README): real THUMOS14 video lengths and action
@@ -28,7 +29,7 @@ def demo(output, quick, seed, quiet):
     """
     from wtalkit.demo import demo_table, miou_table, rounds_table, run_demo
 
-    report = run_demo(output, quick=quick, seed=seed, console=err_console, progress=not quiet)
+    report = run_demo(output, quick=quick, seed=seed, device=device, console=err_console, progress=not quiet)
     console = out_console()
     console.print(demo_table(report))
     if report.rounds:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wtalkit.cli.common import err_console
+from wtalkit.cli.common import device_option, err_console
 from wtalkit.errors import WtalError
 
 
@@ -91,7 +91,7 @@ def _print_summary(summary) -> None:
 @click.option(
     "--workers", type=int, default=1, show_default=True, help="Videos processed at once (threads sharing the models)."
 )
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto (cuda if present).")
+@device_option
 @click.option(
     "--precision",
     type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
@@ -129,10 +129,6 @@ def extract(
     from wtalkit.extract.dataset import extract_dataset, resolve_streams
     from wtalkit.extract.progress import RichExtractProgress
 
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     specs = resolve_streams(
         out_dir,
         streams.split(","),
@@ -150,7 +146,7 @@ def extract(
         specs,
         overwrite=overwrite,
         workers=workers,
-        device=device,
+        device=device or "auto",
         precision=precision,
         subset=subset,
         progress=RichExtractProgress(err_console),

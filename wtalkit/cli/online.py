@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from wtalkit.cli.common import device_option
+
 
 @click.command("online")
 @click.argument("source", type=click.Path(dir_okay=False, path_type=str))
@@ -80,7 +82,7 @@ import click
 @click.option(
     "--batch", default=None, type=int, help="Frames encoded together when not --realtime (default 8; 256 for features)."
 )
-@click.option("--device", default="cpu", show_default=True, help="Torch device for CLIP.")
+@device_option
 @click.option(
     "--precision",
     default="auto",
@@ -150,7 +152,7 @@ def online(
             min_length=min_length,
             realtime=realtime,
             batch=batch,
-            device=device,
+            device=device or "auto",
             precision=precision,
             output=output,
             live=live,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wtalkit.cli.common import err_console
+from wtalkit.cli.common import device_option, err_console
 
 
 @click.command()
@@ -28,7 +28,8 @@ from wtalkit.cli.common import err_console
     help="Override the run's config, e.g. --set pseudo.delta_h=0.4 (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_json):
+@device_option
+def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_json, device):
     """Confident ternary pseudo-labels (1 / 0 / -1 uncertain) of a branch, and their Table-3 mIoUs.
 
     Written as one int8 VIDEO.npy [T, C] per video plus meta.json. When the
@@ -46,7 +47,9 @@ def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_j
     cfg = load_config(None, overrides, base=checkpoint_config(ckpt).to_dict())
     dataset = dataset or ckpt.get("dataset")
     subset = subset or cfg.data.train_subset
-    labels, metrics = pseudo_labels(run, dataset, branch, subset, output, templates or None, cfg=cfg)
+    labels, metrics = pseudo_labels(
+        run, dataset, branch, subset, output, templates or None, device=device or cfg.train.device, cfg=cfg
+    )
     if as_json:
         click.echo(_json.dumps({"videos": len(labels), "metrics": metrics}))
         return

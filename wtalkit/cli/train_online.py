@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from wtalkit.cli.common import device_option
+
 
 @click.command("train-online")
 @click.argument("dataset", type=click.Path(file_okay=False, path_type=str))
@@ -42,7 +44,8 @@ import click
 @click.option("--seed", type=int, default=None, help="Random seed (same as --set train.seed=N).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint in the run folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-def train_online(dataset, out_dir, clip_spec, config_source, overrides, seed, overwrite, quiet):
+@device_option
+def train_online(dataset, out_dir, clip_spec, config_source, overrides, seed, overwrite, quiet, device):
     """Train OV-OAD on DATASET (annotations.json + features/vlp) from text only.
 
     Captions are the class tags of the current frame's segment in prompt
@@ -57,7 +60,7 @@ def train_online(dataset, out_dir, clip_spec, config_source, overrides, seed, ov
     from wtalkit.cli.common import err_console
     from wtalkit.train.ovoad import load_run_config, train_ovoad
 
-    extra = [f"train.seed={seed}"] if seed is not None else []
+    extra = ([f"train.seed={seed}"] if seed is not None else []) + ([f"train.device={device}"] if device else [])
     cfg = load_run_config(config_source, list(overrides) + extra)
     summary = train_ovoad(
         dataset,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wtalkit.cli.common import config_options, err_console, print_config
+from wtalkit.cli.common import config_options, device_option, err_console, print_config
 
 
 @click.command()
@@ -13,7 +13,8 @@ from wtalkit.cli.common import config_options, err_console, print_config
 @config_options
 @click.option("--overwrite", is_flag=True, help="Train again even if RUN already holds a finished warm-up.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def warmup(dataset, run_dir, config_source, overwrite, quiet, overrides):
+@device_option
+def warmup(dataset, run_dir, config_source, overwrite, quiet, overrides, device):
     """Warm up the CBP branch on DATASET with video-level labels only (MIL).
 
     Resumable: re-running the same command after an interruption continues
@@ -22,7 +23,7 @@ def warmup(dataset, run_dir, config_source, overwrite, quiet, overrides):
     from wtalkit.config import load_config
     from wtalkit.train.warmup import train_warmup
 
-    cfg = load_config(config_source or "thumos14", overrides)
+    cfg = load_config(config_source or "thumos14", [*overrides, *([f"train.device={device}"] if device else [])])
     print_config(cfg)
     path = train_warmup(dataset, run_dir, cfg, overwrite=overwrite, console=err_console, progress=not quiet)
     err_console.print(f"[green]warm-up checkpoint:[/] {path}")

@@ -218,7 +218,7 @@ def extract_dataset(
     """
     from wtalkit.data.annotations import Annotations, Video, load_annotations
     from wtalkit.data.features import FeatureStream
-    from wtalkit.extract.encoders import resolve_device
+    from wtalkit.device import resolve_device
     from wtalkit.extract.pipeline import build_encoder
 
     progress = progress or ExtractProgress()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wtalkit.device import resolve_device
 from wtalkit.errors import WtalError
 
 MIN_COSINE = 0.999
@@ -73,21 +74,6 @@ def resolve_precision(precision: str, device) -> str:
     if precision == "fp16" and dev.type == "cpu":
         raise WtalError("fp16 is only supported on CUDA; use bf16 or fp32 on CPU")
     return precision
-
-
-def resolve_device(device):
-    """The torch device for ``cpu`` / ``cuda[:N]``; one-line error when CUDA is asked for but absent."""
-    import torch
-
-    try:
-        dev = torch.device(device or "cpu")
-    except (RuntimeError, TypeError) as e:
-        raise WtalError(f"bad device '{device}': {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise WtalError("--device cuda was requested but no CUDA GPU is available")
-    if dev.type not in ("cpu", "cuda"):
-        raise WtalError(f"unsupported device '{device}' (use cpu or cuda)")
-    return dev
 
 
 class _Encoder:

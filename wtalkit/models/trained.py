@@ -11,6 +11,7 @@ import torch
 
 from wtalkit.config import Config
 from wtalkit.data.features import StreamMeta
+from wtalkit.device import resolve_device
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_vlp_from_checkpoint, load_branch
 from wtalkit.models.cbp import CBPBranch, topk_pool
@@ -23,7 +24,7 @@ BRANCHES = ("cbp", "vlp", "fused")
 class TrainedModel:
     """The trained branch(es) of a run folder or checkpoint file, ready to score videos."""
 
-    def __init__(self, run_or_ckpt, branch: str = "cbp", device: str = "cpu", cfg: Config | None = None):
+    def __init__(self, run_or_ckpt, branch: str = "cbp", device: str = "auto", cfg: Config | None = None):
         if branch not in BRANCHES:
             raise WtalError(f"unknown branch '{branch}'; choose from {', '.join(BRANCHES)}")
         self.path = resolve_checkpoint(run_or_ckpt)
@@ -32,7 +33,7 @@ class TrainedModel:
         self.classes = list(self.ckpt["classes"])
         self.metas = {k: StreamMeta.from_dict(v) for k, v in self.ckpt["streams"].items()}
         self.branch = branch
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.models = {}
         needed = ("cbp",) if branch == "cbp" else (("vlp",) if branch == "vlp" else ("cbp", "vlp"))
         for name in needed:

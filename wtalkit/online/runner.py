@@ -219,7 +219,7 @@ def open_stream(
     fps: float | None = None,
     feature_fps: float | None = None,
     video_name: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str = "auto",
 ):
     """``(EmbeddingSource, clip_model)`` for a video or feature file; the dimensions are checked.
@@ -228,8 +228,10 @@ def open_stream(
     ``ClipImageEncoder`` (reused as is: one model for many streams, e.g. in
     benchmarks or a service).
     """
+    from wtalkit.device import resolve_device
     from wtalkit.models.clip import clip_embed_dim, load_clip
 
+    device = str(resolve_device(device))
     loaded = clip if hasattr(clip, "encode") and hasattr(clip, "dim") else None
     path = Path(source)
     if is_feature_file(path):
@@ -341,7 +343,7 @@ def run_online(
     min_length: float = 0.0,
     realtime: bool = False,
     batch: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str = "auto",
     output=None,
     live: bool = False,

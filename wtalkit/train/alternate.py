@@ -32,12 +32,13 @@ from pathlib import Path
 import torch
 
 from wtalkit import io as wio
-from wtalkit.config import Config
+from wtalkit.config import Config, load_config
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
+from wtalkit.device import resolve_device
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, build_vlp, load_branch
-from wtalkit.models.checkpoint import check_compatible, load_checkpoint
+from wtalkit.models.checkpoint import check_compatible, checkpoint_config, load_checkpoint
 from wtalkit.models.vlp import RawVLP
 from wtalkit.train.losses import distill_loss, mil_loss
 from wtalkit.train.optim import make_optimizer
@@ -65,9 +66,9 @@ def default_branch(cfg: Config) -> str:
 class Trainer:
     """Holds both branches, their optimizers and the data for one alternate run."""
 
-    def __init__(self, dataset_dir, warm_ckpt: dict, cfg: Config, device="cpu"):
+    def __init__(self, dataset_dir, warm_ckpt: dict, cfg: Config, device="auto"):
         self.cfg = cfg
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.dataset = Dataset(dataset_dir)
         self.bank = FeatureBank(self.dataset, cfg.data.train_subset, ("cbp", "vlp"), require_labels=True)
         check_compatible(warm_ckpt, self.dataset.classes, self.bank.metas, str(self.dataset.root))
@@ -235,3 +236,59 @@ def train_alternate(
                 return last
     wio.save_torch(final, {**base, "models": trainer.models_state(), "round": cfg.train.rounds})
     return final
+
+
+def alternate_run(
+    run_dir,
+    *,
+    dataset=None,
+    warm=None,
+    config_source=None,
+    overrides=(),
+    rounds: int | None = None,
+    schedule: str | None = None,
+    fuse: str | None = None,
+    use_kd: bool = True,
+    use_fb: bool = True,
+    device: str | None = None,
+    overwrite: bool = False,
+    console=None,
+    progress: bool = True,
+    on_config=None,
+    evaluate=None,
+) -> Path:
+    """``wtalkit alternate``: alternate training of a warmed-up run folder.
+
+    The config is the warm-up's own unless ``config_source`` is given; ``overrides`` and the
+    explicit options (rounds, schedule, fuse, ablations, device) are applied on top. The dataset
+    defaults to the one the warm-up was trained on. ``on_config(cfg)`` is called once the config is
+    resolved; ``evaluate(ckpt_path, dataset) -> dict | None`` after every round.
+    """
+    warm_path = Path(warm) if warm else Path(run_dir) / "warmup.pt"
+    if not warm_path.exists():
+        raise WtalError(f"no warm-up checkpoint at {warm_path}; run 'wtalkit warmup DATASET -o {run_dir}' first")
+    warm_ckpt = load_checkpoint(warm_path)
+    extra = list(overrides)
+    for key, value in (("train.rounds", rounds), ("train.schedule", schedule), ("train.fuse", fuse)):
+        if value is not None:
+            extra.append(f"{key}={value}")
+    extra += [] if use_kd else ["loss.use_kd=false"]
+    extra += [] if use_fb else ["loss.use_fb=false"]
+    extra += [f"train.device={device}"] if device else []
+    base = None if config_source else checkpoint_config(warm_ckpt).to_dict()
+    cfg = load_config(config_source, extra, base=base)
+    dataset = dataset or warm_ckpt.get("dataset")
+    if not dataset:
+        raise WtalError(f"{warm_path} records no dataset; pass --dataset")
+    if on_config:
+        on_config(cfg)
+    return train_alternate(
+        dataset,
+        run_dir,
+        cfg,
+        warmup_ckpt=warm_path,
+        overwrite=overwrite,
+        console=console,
+        progress=progress,
+        evaluate=(lambda ck: evaluate(ck, dataset)) if evaluate else None,
+    )

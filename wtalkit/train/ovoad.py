@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from wtalkit import io as wio
+from wtalkit.device import resolve_device
 from wtalkit.errors import WtalError
 from wtalkit.models.ovoad import FEATURE_FPS, OVOADConfig
 from wtalkit.timeaxis import SnippetGrid, regrid_indices, segment_labels
@@ -57,7 +58,7 @@ class OVOADTrainSection:
     beta: float = 1.0  # weight of the background-mask dice loss
     templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))  # caption templates
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # cpu, cuda, cuda:N or auto; --device overrides it
 
 
 @dataclass
@@ -89,7 +90,6 @@ class OVOADRunConfig:
                 len(t.templates) >= 1 and all(isinstance(x, str) and "{}" in x for x in t.templates),
                 "train.templates must be a non-empty list of strings with a '{}' placeholder",
             ),
-            (t.device == "cpu" or t.device.startswith("cuda"), "train.device must be cpu or cuda[:N]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -300,9 +300,7 @@ def train_ovoad(
     if cfg.model.embed_dim != D:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, embed_dim=D)).validate()
     t = cfg.train
-    device = torch.device(t.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise WtalError("train.device is cuda but no CUDA device is available")
+    device = resolve_device(t.device)
 
     if console is not None:
         from rich.syntax import Syntax

@@ -28,19 +28,20 @@ BRANCHES = ("cbp", "vlp", "raw-vlp")
 class RawVLPScorer:
     """Zero-shot CLIP frame scores: ``softmax(logit_scale · cos(F_vis, prompt(class)))``."""
 
-    def __init__(self, clip_spec: str, classes: list, templates: list, device="cpu"):
+    def __init__(self, clip_spec: str, classes: list, templates: list, device="auto"):
+        from wtalkit.device import resolve_device
         from wtalkit.models.clip import load_clip
         from wtalkit.models.vlp import RawVLP
 
-        self.model = RawVLP(load_clip(clip_spec, device=device), classes, templates).to(device)
-        self.device = device
+        self.device = resolve_device(device)
+        self.model = RawVLP(load_clip(clip_spec, device=self.device), classes, templates).to(self.device)
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.model(torch.from_numpy(x).to(self.device)[None])["probs"][0].cpu().numpy()
 
 
-def branch_scores(run, dataset_dir, branch: str, subset: str | None, templates=None, device="cpu", cfg=None) -> dict:
+def branch_scores(run, dataset_dir, branch: str, subset: str | None, templates=None, device="auto", cfg=None) -> dict:
     """``{video: (frame_probs [T, C], video_scores [C])}`` of one branch on a split."""
     if branch not in BRANCHES:
         raise WtalError(f"unknown branch '{branch}'; choose from {', '.join(BRANCHES)}")
@@ -65,7 +66,7 @@ def branch_scores(run, dataset_dir, branch: str, subset: str | None, templates=N
 
 
 def pseudo_labels(
-    run, dataset_dir, branch: str, subset: str | None, out_dir=None, templates=None, device="cpu", cfg=None
+    run, dataset_dir, branch: str, subset: str | None, out_dir=None, templates=None, device="auto", cfg=None
 ) -> tuple[dict, dict | None]:
     """Ternary pseudo-labels of a split (written to ``out_dir`` when given) and Table-3 metrics (or None).
 

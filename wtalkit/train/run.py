@@ -45,12 +45,18 @@ class Run:
 
 
 def rng_state(np_rng: np.random.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np_rng.bit_generator.state}
+    state = {"torch": torch.get_rng_state(), "numpy": np_rng.bit_generator.state}
+    if torch.cuda.is_available():  # dropout on a GPU draws from the CUDA generators
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def restore_rng(state: dict, np_rng: np.random.Generator) -> None:
     torch.set_rng_state(state["torch"])
     np_rng.bit_generator.state = state["numpy"]
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def seed_everything(seed: int) -> np.random.Generator:

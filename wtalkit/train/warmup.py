@@ -19,6 +19,7 @@ from wtalkit import io as wio
 from wtalkit.config import Config
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
+from wtalkit.device import resolve_device
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, load_branch
 from wtalkit.models.checkpoint import load_checkpoint
@@ -32,9 +33,11 @@ def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None) ->
     """One MIL epoch over ``bank``; returns the mean loss."""
     model.train()
     losses = []
+    device = next(model.parameters()).device
     for batch in bank.batches(rng, cfg.data.num_segments, cfg.data.batch_size):
-        out = model(batch["x"]["cbp"], batch["mask"])
-        loss = mil_loss(out["logits"], batch["mask"], batch["labels"], model.topk_ratio)
+        mask = batch["mask"].to(device, non_blocking=True)
+        out = model(batch["x"]["cbp"].to(device, non_blocking=True), mask)
+        loss = mil_loss(out["logits"], mask, batch["labels"].to(device, non_blocking=True), model.topk_ratio)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:
@@ -73,7 +76,7 @@ def train_warmup(
     dataset = Dataset(dataset_dir)
     bank = FeatureBank(dataset, cfg.data.train_subset, ("cbp",), require_labels=True)
     np_rng = seed_everything(cfg.train.seed)
-    model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes))
+    model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes)).to(resolve_device(cfg.train.device))
     opt = make_optimizer(model.parameters(), cfg)
     start_epoch = 0
     if last.exists():
