@@ -239,7 +239,7 @@ def test_feature_file_causality_and_format(cli, clip_path, tmp_path):
     cut = write_features(tmp_path / "cut" / "vlp", feats[:11], fps=4.0)
     for model in (["--model", "clip-window", "--window", "4"], ["--model", "clip-ema"]):
         args = ["--clip", str(clip_path), "--classes", ", ".join(CLASSES), *model, "--batch", "7"]
-        r1 = invoke(cli, ["online", str(full), *args, "--output", str(tmp_path / "full.jsonl")])
+        r1 = invoke(cli, ["online", str(full), *args, "--output", str(tmp_path / "full.jsonl"), "--overwrite"])
         assert r1.exit_code == 0, r1.output
         r2 = invoke(cli, ["online", str(cut), *args, "--batch", "1"])
         assert r2.exit_code == 0, r2.output

@@ -95,6 +95,8 @@ def run_demo(
     from wtalkit.train.pseudolabel import branch_scores, pseudo_labels
     from wtalkit.train.warmup import train_warmup
 
+    if seed < 0:
+        raise WtalError(f"--seed must be >= 0, got {seed}")
     t0 = time.perf_counter()
     out = prepare_demo_folder(out_dir)
     clip_path, data = build_demo_data(out, quick, seed, console)

@@ -97,8 +97,20 @@ def load_torch(path, what: str = "checkpoint"):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle / zip / truncated-file errors, refused globals: all "not a ..."
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise WtalError(f"{path}: not a readable {what} ({msg})") from None
+        raise WtalError(f"{path}: not a readable {what} ({_load_failure(e)})") from None
+
+
+def _load_failure(e: Exception) -> str:
+    """The one line that says why ``torch.load(weights_only=True)`` refused a file."""
+    import re
+
+    text = str(e)
+    refused = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", text)
+    if refused:
+        return f"it would run code ({refused.group(1)}); wtalkit reads only tensors and plain values"
+    if "Weights only load failed" in text:
+        return "not a torch file of tensors and plain values"
+    return text.strip().splitlines()[0][:160] if text.strip() else type(e).__name__
 
 
 def check_output_file(path, overwrite: bool = False) -> None:

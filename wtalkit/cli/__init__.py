@@ -28,5 +28,16 @@ for command in (warmup, alternate, pseudolabel, localize, online, score, import_
     cli.add_command(command)
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C: atomic writes remove their temporary files, the message is one line."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main():
+    _interrupt_on_sigterm()
     cli(prog_name="wtalkit")

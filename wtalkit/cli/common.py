@@ -33,6 +33,11 @@ class WtalGroup(click.Group):
             raise click.ClickException(f"file not found: {e.filename or e}") from None
         except PermissionError as e:
             raise click.ClickException(f"permission denied: {e.filename or e}") from None
+        except UnicodeDecodeError as e:
+            raise click.ClickException(f"a file is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except OSError as e:  # a path under a file, a read-only file system, a full disk, ...
+            where = f": {e.filename}" if e.filename else ""
+            raise click.ClickException(f"{e.strerror or type(e).__name__}{where}") from None
         except json.JSONDecodeError as e:
             raise click.ClickException(f"malformed JSON (line {e.lineno}: {e.msg})") from None
         except KeyboardInterrupt:

@@ -72,6 +72,7 @@ from wtalkit.cli.common import device_option
     type=click.Path(dir_okay=False),
     help="Write the JSON lines to this file (atomically) instead of stdout.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
 @click.option("--segments", is_flag=True, help="Emit action segments (closed online) instead of per-frame scores.")
 @click.option("--start-threshold", default=0.5, show_default=True, type=float, help="Probability that opens a segment.")
 @click.option("--stop-threshold", default=0.3, show_default=True, type=float, help="Probability below which it closes.")
@@ -110,6 +111,7 @@ def online(
     feature_fps,
     video_name,
     output,
+    overwrite,
     segments,
     start_threshold,
     stop_threshold,
@@ -155,6 +157,7 @@ def online(
             device=device or "auto",
             precision=precision,
             output=output,
+            overwrite=overwrite,
             live=live,
         )
     except BrokenPipeError:

@@ -28,8 +28,9 @@ from wtalkit.cli.common import device_option, err_console
     help="Override the run's config, e.g. --set pseudo.delta_h=0.4 (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+@click.option("--overwrite", is_flag=True, help="Replace the pseudo-labels already in -o.")
 @device_option
-def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_json, device):
+def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_json, overwrite, device):
     """Confident ternary pseudo-labels (1 / 0 / -1 uncertain) of a branch, and their Table-3 mIoUs.
 
     Written as one int8 VIDEO.npy [T, C] per video plus meta.json. When the
@@ -39,16 +40,18 @@ def pseudolabel(run, branch, subset, dataset, output, templates, overrides, as_j
     """
     import json as _json
 
-    from wtalkit.config import load_config
-    from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
-    from wtalkit.train.pseudolabel import pseudo_labels
+    from wtalkit.train.pseudolabel import pseudolabel_run
 
-    ckpt = load_checkpoint(resolve_checkpoint(run))
-    cfg = load_config(None, overrides, base=checkpoint_config(ckpt).to_dict())
-    dataset = dataset or ckpt.get("dataset")
-    subset = subset or cfg.data.train_subset
-    labels, metrics = pseudo_labels(
-        run, dataset, branch, subset, output, templates or None, device=device or cfg.train.device, cfg=cfg
+    labels, metrics, subset = pseudolabel_run(
+        run,
+        branch=branch,
+        dataset=dataset,
+        subset=subset,
+        out_dir=output,
+        templates=templates or None,
+        overrides=overrides,
+        device=device,
+        overwrite=overwrite,
     )
     if as_json:
         click.echo(_json.dumps({"videos": len(labels), "metrics": metrics}))

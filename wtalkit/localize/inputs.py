@@ -41,6 +41,8 @@ def localize_inputs(
     only-B stored fused). ``output``: where the results JSON is written (checked before any
     work; an existing file only with ``overwrite``).
     """
+    if Path(run).suffix.lower() in {".npy", *VIDEO_SUFFIXES}:
+        raise WtalError(f"RUN comes last: '{run}' looks like an input (usage: wtalkit localize [INPUTS]... RUN)")
     ckpt_path = resolve_checkpoint(run)
     ckpt = load_checkpoint(ckpt_path)
     cfg = load_config(None, overrides, base=checkpoint_config(ckpt).to_dict())

@@ -3,7 +3,8 @@
 ``load_clip(spec)`` takes a clip-anytorch model name (``ViT-B/16``: the file is
 looked up in clip-anytorch's standard cache, ``~/.cache/clip``, and downloaded
 there only if missing) or the path of a local checkpoint (a JIT archive or a
-state dict; the architecture is read from the weights by ``clip.load``).
+state dict; the architecture is read from the weights). Nothing in the file is
+run: see :func:`load_clip`.
 
 ``random_clip_state_dict`` builds CLIP state dicts of any size with random
 weights: tests save tiny ones and load them back through ``clip.load`` (the
@@ -86,37 +87,68 @@ def clip_cache_dir() -> Path:
 
 
 def load_clip(spec: str, device="cpu"):
-    """Load a CLIP model (frozen, eval mode, float32 on CPU) by name or local path."""
+    """Load a CLIP model (frozen, eval mode, float32) by name or local path.
+
+    The file is read here, never unpickled as arbitrary Python: a TorchScript archive (the published
+    models) through ``torch.jit.load``, anything else as a state dict with ``weights_only=True``.
+    The architecture is read from the weights (``clip.model.build_model``), as ``clip.load`` does.
+    """
     clip = _import_clip()
     import torch
 
     names = clip.available_models()
     if spec in names:
         url = clip.clip._MODELS[spec]
-        cached = clip_cache_dir() / os.path.basename(url)
-        try:
-            model, _ = clip.load(spec, device=device, jit=False, download_root=str(clip_cache_dir()))
-        except Exception as e:  # network / checksum failures
-            hint = "" if cached.exists() else f"; put the checkpoint at {cached} or pass a local file path"
-            raise WtalError(
-                f"cannot load CLIP '{spec}': {str(e).splitlines()[0] if str(e) else type(e).__name__}{hint}"
-            ) from None
+        path = clip_cache_dir() / os.path.basename(url)
+        if not path.is_file():
+            try:
+                clip.clip._download(url, str(clip_cache_dir()))
+            except Exception as e:  # no network, checksum failures
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise WtalError(
+                    f"cannot load CLIP '{spec}': {msg}; put the checkpoint at {path} or pass a local file path"
+                ) from None
     else:
         path = Path(spec)
         if not path.is_file():
             raise WtalError(f"CLIP model '{spec}' is neither a known name ({', '.join(names)}) nor a checkpoint file")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model, _ = clip.load(str(path), device=device, jit=False)
-        except Exception as e:
-            raise WtalError(
-                f"{path}: not a loadable CLIP checkpoint ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
-            ) from None
-    model = model.float().eval()
+    model = _build_clip(clip, _clip_state_dict(path), path).float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(torch.device(device))
+
+
+def _clip_state_dict(path: Path) -> dict:
+    import torch
+
+    from wtalkit import io as wio
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+    except Exception:  # not a TorchScript archive: a plain state dict, read without running code
+        pass
+    try:
+        sd = wio.load_torch(path, "CLIP checkpoint")
+    except WtalError as e:
+        raise WtalError(str(e).replace("not a readable", "not a loadable", 1)) from None
+    for key in ("state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WtalError(f"{path}: not a loadable CLIP checkpoint (expected a state dict of tensors)")
+    return sd
+
+
+def _build_clip(clip, state_dict: dict, path: Path):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return clip.model.build_model(dict(state_dict))
+    except Exception as e:
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise WtalError(f"{path}: not a loadable CLIP checkpoint ({msg})") from None
 
 
 def random_clip_state_dict(arch: str | dict = "tiny", seed: int = 0) -> dict:
@@ -165,12 +197,20 @@ def encode_template_texts(model, classnames: list, templates: list):
     if not templates:
         raise WtalError("at least one prompt template is needed")
     for t in templates:
-        if "{}" not in t:
-            raise WtalError(f"prompt template '{t}' has no '{{}}' placeholder for the class name")
+        check_template(t)
     if not classnames:
         raise WtalError("at least one class name is needed")
     texts = [t.format(name) for name in classnames for t in templates]
     return encode_texts(model, texts).view(len(classnames), len(templates), -1)
+
+
+def check_template(template: str) -> str:
+    """A prompt template must hold exactly one ``{}`` (the class name) and no other braces."""
+    if not isinstance(template, str) or "{}" not in template:
+        raise WtalError(f"prompt template '{template}' has no '{{}}' placeholder for the class name")
+    if template.count("{}") != 1 or "{" in template.replace("{}", "") or "}" in template.replace("{}", ""):
+        raise WtalError(f"prompt template '{template}' must hold exactly one '{{}}' and no other braces")
+    return template
 
 
 def encode_class_prompts(model, classnames: list, templates: list):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from wtalkit.errors import WtalError
-from wtalkit.io import read_list_file
+from wtalkit.io import check_output_file, read_list_file
 from wtalkit.online.scorers import DEFAULT_BACKGROUND, MODELS, _check_classes
 from wtalkit.online.segments import HysteresisSegmenter
 from wtalkit.online.stream import EmbeddingSource, feature_source, is_feature_file, video_source
@@ -53,9 +53,11 @@ def parse_classes(classes: str | None = None, classes_file=None) -> list:
         return names
     if classes is None:
         raise WtalError("no classes given (use --classes 'a, b, ...' or --classes-file FILE)")
-    names = [c.strip() for c in classes.split(",") if c.strip()]
-    if not names:
+    names = [c.strip() for c in classes.split(",")]
+    if not any(names):
         raise WtalError("--classes is empty; give comma-separated class names, e.g. --classes 'high jump, pole vault'")
+    if not all(names):
+        raise WtalError(f"--classes '{classes}' has an empty name between commas")
     return names
 
 
@@ -346,6 +348,7 @@ def run_online(
     device: str = "auto",
     precision: str = "auto",
     output=None,
+    overwrite: bool = False,
     live: bool = False,
     stdout=None,
     console=None,
@@ -363,12 +366,17 @@ def run_online(
     these classes (reset here) instead of building ``model``'s -- the class
     prompts are then not encoded again. Returns throughput and latency figures.
     """
+    from wtalkit.models.clip import check_template
     from wtalkit.online.scorers import build_scorer
 
     templates = list(templates or [])  # empty: the scorer's default (DEFAULT_TEMPLATES, or an ovoad checkpoint's own)
+    for t in templates:
+        check_template(t)
     classes = list(classes)
     _check_classes(classes, background)
     _validate_options(model, fps, window, ema_alpha, checkpoint, start_threshold, stop_threshold, min_length)
+    if output is not None:
+        check_output_file(output, overwrite)
     if batch is not None and int(batch) < 1:
         raise WtalError(f"--batch must be >= 1, got {batch}")
     src, clip_model = open_stream(source, clip, fps, feature_fps, video_name, device, precision)

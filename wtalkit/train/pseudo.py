@@ -24,6 +24,7 @@ through a complete ``meta.json`` and stale ``.npy`` files are never picked up.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -115,6 +116,24 @@ def _check_labels(name: str, arr: np.ndarray, num_classes: int, where: str) -> n
     if not np.isin(arr, (-1, 0, 1)).all():
         raise WtalError(f"{where}: pseudo-labels of '{name}' must be 1, 0 or -1")
     return arr.astype(np.int8)
+
+
+def check_pseudo_dir(out_dir, overwrite: bool = False) -> None:
+    """Fail before any work unless ``out_dir`` is new, empty, or (with ``overwrite``) a pseudo-label folder."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise WtalError(f"-o: {out_dir} exists and is not a folder")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    meta = out_dir / "meta.json"
+    try:
+        ours = json.loads(meta.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise WtalError(f"-o: {out_dir} is not empty and holds no wtalkit pseudo-labels; choose a new folder")
+    if not overwrite:
+        raise WtalError(f"-o: {out_dir} already holds pseudo-labels; pass --overwrite to replace them")
 
 
 def save_pseudo_labels(out_dir, labels: dict, meta: dict) -> Path:

@@ -20,7 +20,7 @@ from wtalkit.errors import WtalError
 from wtalkit.eval.pseudo import FBIoU
 from wtalkit.models.cbp import topk_pool
 from wtalkit.models.checkpoint import check_compatible, checkpoint_config, load_checkpoint, resolve_checkpoint
-from wtalkit.train.pseudo import gt_foreground, pseudo_meta, save_pseudo_labels, ternary_labels
+from wtalkit.train.pseudo import check_pseudo_dir, gt_foreground, pseudo_meta, save_pseudo_labels, ternary_labels
 
 BRANCHES = ("cbp", "vlp", "raw-vlp")
 
@@ -66,12 +66,23 @@ def branch_scores(run, dataset_dir, branch: str, subset: str | None, templates=N
 
 
 def pseudo_labels(
-    run, dataset_dir, branch: str, subset: str | None, out_dir=None, templates=None, device="auto", cfg=None
+    run,
+    dataset_dir,
+    branch: str,
+    subset: str | None,
+    out_dir=None,
+    templates=None,
+    device="auto",
+    cfg=None,
+    overwrite: bool = False,
 ) -> tuple[dict, dict | None]:
     """Ternary pseudo-labels of a split (written to ``out_dir`` when given) and Table-3 metrics (or None).
 
     ``cfg`` defaults to the checkpoint's config (δh, δl, CLIP model and templates come from it).
+    ``out_dir`` must be new or empty, or a pseudo-label folder to replace with ``overwrite``.
     """
+    if out_dir is not None:
+        check_pseudo_dir(out_dir, overwrite)
     ds = Dataset(dataset_dir)
     cfg = cfg or checkpoint_config(load_checkpoint(resolve_checkpoint(run)))
     scores = branch_scores(run, dataset_dir, branch, subset, templates, device, cfg)
@@ -93,3 +104,36 @@ def pseudo_labels(
             Path(out_dir), labels, pseudo_meta(ds.classes, branch, cfg.pseudo.delta_h, cfg.pseudo.delta_l, grid)
         )
     return labels, (acc.compute() if acc.frames else None)
+
+
+def pseudolabel_run(
+    run,
+    *,
+    branch: str = "cbp",
+    dataset=None,
+    subset: str | None = None,
+    out_dir=None,
+    templates=None,
+    overrides=(),
+    device: str | None = None,
+    overwrite: bool = False,
+) -> tuple[dict, dict | None, str]:
+    """``wtalkit pseudolabel``: ``(labels, Table-3 metrics or None, subset)`` with the run's config and
+    ``overrides`` on top; the dataset defaults to the run's, the subset to the config's training subset."""
+    from wtalkit.config import load_config
+    from wtalkit.models.clip import check_template
+
+    if out_dir is not None:
+        check_pseudo_dir(out_dir, overwrite)
+    for t in templates or ():
+        check_template(t)
+    ckpt = load_checkpoint(resolve_checkpoint(run))
+    cfg = load_config(None, overrides, base=checkpoint_config(ckpt).to_dict())
+    dataset = dataset or ckpt.get("dataset")
+    if not dataset:
+        raise WtalError("no --dataset given and the run does not record one")
+    subset = subset or cfg.data.train_subset
+    labels, metrics = pseudo_labels(
+        run, dataset, branch, subset, out_dir, templates, device or cfg.train.device, cfg, overwrite
+    )
+    return labels, metrics, subset
