@@ -46,3 +46,13 @@ def import_thumos(features, annotation_dir, output):
         f"[green]imported[/] {s.n_videos} videos ({s.n_train} train, {s.n_test} test), "
         f"{s.n_segments} segments, {s.n_classes} classes, {s.n_snippets} snippets -> {s.out}"
     )
+    if s.extended:
+        from rich.markup import escape
+
+        shown = escape(", ".join(s.extended[:5])) + (", ..." if len(s.extended) > 5 else "")
+        err_console.print(
+            f"[yellow]note:[/] {len(s.extended)} videos have actions beyond their duration.npy ({shown}): "
+            "their duration was extended to the last action's end (the release's value is kept as "
+            "'release_duration' in annotations.json)",
+            highlight=False,
+        )

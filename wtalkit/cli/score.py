@@ -55,7 +55,7 @@ Defaults (oad): every video in the frame files (or those of --subset);
     help="oad: THUMOS Ambiguous_test.txt ('video start end' lines); those frames are dropped.",
 )
 @click.option("--per-class", is_flag=True, help="Also show the AP of every class.")
-@click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout (notes go to stderr).")
 def score(annotations, results, subset, tiou_text, preset, protocol, ambiguous_path, per_class, as_json):
     if protocol == "oad":
         from wtalkit.eval.oad import score_oad
@@ -63,14 +63,13 @@ def score(annotations, results, subset, tiou_text, preset, protocol, ambiguous_p
         if tiou_text or preset:
             raise click.UsageError("--tiou and --preset apply to --protocol detection only")
         res = score_oad(_annotations_file(annotations), results, subset, ambiguous_path)
-        if as_json:
-            click.echo(json.dumps(res.to_json()))
-            return
         from wtalkit.eval.report import oad_notes, oad_table
 
-        console = out_console()
-        console.print(oad_table(res))
-        console.print(oad_notes(res), style="dim")
+        if as_json:
+            click.echo(json.dumps(res.to_json()))
+        else:
+            out_console().print(oad_table(res))
+        _note(oad_notes(res))
         return
 
     from wtalkit.eval.detection import parse_tious, score_detection
@@ -79,18 +78,23 @@ def score(annotations, results, subset, tiou_text, preset, protocol, ambiguous_p
         raise click.UsageError("--ambiguous applies to --protocol oad only")
     tious = parse_tious(tiou_text) if tiou_text is not None else None
     res = score_detection(annotations, results, subset, tious, preset)
-    if as_json:
-        click.echo(json.dumps(res.to_json()))
-        return
     from wtalkit.eval.report import detection_notes, detection_table, per_class_table
 
-    console = out_console()
-    if per_class:
-        console.print(per_class_table(res))
-    console.print(detection_table(res))
-    console.print(detection_notes(res), style="dim")
+    if as_json:
+        click.echo(json.dumps(res.to_json()))
+    else:
+        console = out_console()
+        if per_class:
+            console.print(per_class_table(res))
+        console.print(detection_table(res))
+    _note(detection_notes(res))
     if res.n_predictions == 0:
         err_console.print("[yellow]warning:[/] no prediction of a class with ground truth: every AP is 0")
+
+
+def _note(text: str) -> None:
+    """Notes go to stderr: stdout holds only the results (the JSON with --json), the notes are still shown."""
+    err_console.print(text, style="dim", markup=False, highlight=False)
 
 
 def _annotations_file(path: str) -> str:

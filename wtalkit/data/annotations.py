@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from wtalkit import io as wio
 from wtalkit.errors import WtalError
@@ -72,13 +72,68 @@ def _fail(path, msg):
     raise WtalError(f"{path}: {msg}")
 
 
+def check_video_name(name, where: str = "video") -> str:
+    """Return ``name`` if it is usable as a plain file name, else raise a one-line :class:`WtalError`.
+
+    Video ids name files (``features/STREAM/VIDEO.npy``, plots, pseudo-labels),
+    so they must not reach outside their folder: no ``/`` or ``\\``, not ``.``
+    or ``..`` or any name starting with ``.``, no drive (``C:``), no control
+    character (NUL, newline, ...). ``where`` says where the name came from.
+    """
+    if not isinstance(name, str):
+        raise WtalError(f"{where}: video id must be a string, got {type(name).__name__}")
+    bad = (
+        not name
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+        or bool(PureWindowsPath(name).drive)
+    )
+    if bad:
+        raise WtalError(
+            f"{where}: video id {name!r} is not a plain file name "
+            "(no '/', '\\', leading '.', drive or control character)"
+        )
+    return name
+
+
+#: A ground-truth segment must start in ``[0, duration]`` up to this many seconds (rounding in published
+#: files). Its end may overhang the duration: published ActivityNet-style files have such segments and the
+#: official evaluation scores them as given, so they are kept as they are.
+SEGMENT_TOLERANCE = 1e-3
+
+
+def _unique_keys(pairs):
+    """``object_pairs_hook`` for :func:`json.load`: a key given twice in one object is an error."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key):
+        super().__init__(key)
+        self.key = key
+
+
 def read_json(path) -> dict:
+    """Read a UTF-8 JSON file; any problem is a one-line :class:`WtalError`.
+
+    A key repeated inside one object (a video id given twice, which the JSON
+    parser would silently resolve to its last value) is an error too.
+    """
     path = Path(path)
     if not path.exists():
         raise WtalError(f"file not found: {path}")
     try:
-        with open(path) as f:
-            return json.load(f)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise WtalError(f"{path}: key {e.key!r} appears twice in one object (e.g. a video id given twice)") from None
     except json.JSONDecodeError as e:
         raise WtalError(f"{path}: malformed JSON (line {e.lineno}: {e.msg})") from None
     except UnicodeDecodeError:
@@ -93,6 +148,7 @@ def parse_annotations(data, path="annotations") -> Annotations:
     videos = {}
     found = set()
     for name, entry in data["database"].items():
+        check_video_name(name, f"{path}")
         if not isinstance(entry, dict):
             _fail(path, f"video '{name}': entry must be an object")
         subset = entry.get("subset", "train")
@@ -121,6 +177,11 @@ def parse_annotations(data, path="annotations") -> Annotations:
             s, e = float(seg[0]), float(seg[1])
             if not (math.isfinite(s) and math.isfinite(e)) or e < s:
                 _fail(path, f"video '{name}': segment [{s}, {e}] must have start <= end")
+            if s < -SEGMENT_TOLERANCE or s > float(duration) + SEGMENT_TOLERANCE:
+                _fail(
+                    path,
+                    f"video '{name}': segment [{s}, {e}] starts outside the video (duration {float(duration)} s)",
+                )
             segs.append((s, e, label))
         labels = entry.get("labels")
         if labels is None:
@@ -130,6 +191,10 @@ def parse_annotations(data, path="annotations") -> Annotations:
         labels = sorted(set(labels) | {l for _, _, l in segs})
         found.update(labels)
         fps = entry.get("fps")
+        if fps is not None and not (
+            isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0
+        ):
+            _fail(path, f"video '{name}': 'fps' must be a positive number of frames per second")
         extra = {k: v for k, v in entry.items() if k not in ("subset", "duration", "annotations", "labels", "fps")}
         videos[str(name)] = Video(
             str(name),
@@ -137,7 +202,7 @@ def parse_annotations(data, path="annotations") -> Annotations:
             float(duration),
             segs,
             labels,
-            float(fps) if isinstance(fps, (int, float)) else None,
+            float(fps) if fps is not None else None,
             extra,
         )
     classes = data.get("classes")

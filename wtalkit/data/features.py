@@ -11,13 +11,15 @@ per video and a ``meta.json``::
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from wtalkit import io as wio
-from wtalkit.data.annotations import read_json
+from wtalkit.data.annotations import check_video_name, read_json
 from wtalkit.errors import WtalError
 from wtalkit.timeaxis import SnippetGrid
 
@@ -47,21 +49,36 @@ class StreamMeta:
         extra = sorted(set(d) - known - {"extra"})
         if extra:
             raise WtalError(f"{where}: unknown key '{extra[0]}'")
-        try:
-            m = cls(
-                backbone=str(d["backbone"]),
-                dim=int(d["dim"]),
-                fps=float(d.get("fps", 25.0)),
-                snippet_length=int(d.get("snippet_length", 16)),
-                snippet_stride=int(d.get("snippet_stride", 16)),
-            )
-        except KeyError as e:
-            raise WtalError(f"{where}: missing key {e}") from None
-        except (TypeError, ValueError) as e:
-            raise WtalError(f"{where}: {e}") from None
-        if m.dim < 1 or m.fps <= 0 or m.snippet_length < 1 or m.snippet_stride < 1:
-            raise WtalError(f"{where}: dim, fps, snippet_length and snippet_stride must be positive")
-        return m
+        if "backbone" not in d or "dim" not in d:
+            raise WtalError(f"{where}: missing key '{'backbone' if 'backbone' not in d else 'dim'}'")
+        if not isinstance(d["backbone"], str):
+            raise WtalError(f"{where}: 'backbone' must be a string")
+        fps = _finite(d.get("fps", 25.0))
+        if fps is None or fps <= 0:
+            raise WtalError(f"{where}: 'fps' must be a finite number > 0, got {_show(d.get('fps'))}")
+        ints = {}
+        for key, default in (("dim", None), ("snippet_length", 16), ("snippet_stride", 16)):
+            x = _finite(d.get(key, default))
+            if x is None or x < 1 or not x.is_integer():
+                raise WtalError(f"{where}: '{key}' must be a positive integer, got {_show(d.get(key))}")
+            ints[key] = int(x)
+        return cls(backbone=d["backbone"], fps=fps, **ints)
+
+
+def _finite(x) -> float | None:
+    """``x`` as a finite float if it is a JSON number (not a bool), else None."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return None
+    try:
+        x = float(x)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _show(x) -> str:
+    text = json.dumps(x)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class FeatureStream:
@@ -79,7 +96,8 @@ class FeatureStream:
         return self.folder.name
 
     def path(self, video: str) -> Path:
-        return self.folder / f"{video}.npy"
+        """``VIDEO.npy`` in this folder; a video id that is not a plain file name is an error."""
+        return self.folder / f"{check_video_name(video, str(self.folder))}.npy"
 
     def has(self, video: str) -> bool:
         return self.path(video).exists()
@@ -142,6 +160,9 @@ class Dataset:
             raise WtalError(f"dataset folder not found: {self.root}")
         self.annotations = load_annotations(self.root / "annotations.json")
         self._streams: dict = {}
+        #: (subset, stream) -> names of the videos :meth:`videos` left out for lack of a feature file,
+        #: so that callers can warn about them.
+        self.skipped: dict = {}
 
     @property
     def classes(self) -> list:
@@ -155,11 +176,21 @@ class Dataset:
             self._streams[name] = FeatureStream(folder)
         return self._streams[name]
 
+    def missing(self, subset: str | None, stream: str) -> list:
+        """Names of the videos of ``subset`` that have no feature file in ``stream``."""
+        s = self.stream(stream)
+        return [v.name for v in self.annotations.subset(subset) if not s.has(v.name)]
+
     def videos(self, subset: str | None, stream: str | None = None) -> list:
-        """Videos of a subset; with ``stream``, only those whose features exist (error if none)."""
+        """Videos of a subset; with ``stream``, only those whose features exist (error if none).
+
+        The videos left out for lack of a feature file are recorded in
+        ``self.skipped[(subset, stream)]`` (see also :meth:`missing`).
+        """
         vids = self.annotations.subset(subset)
         if stream is not None:
             s = self.stream(stream)
+            self.skipped[(subset, stream)] = [v.name for v in vids if not s.has(v.name)]
             vids = [v for v in vids if s.has(v.name)]
         if not vids:
             what = f" with '{stream}' features" if stream else ""

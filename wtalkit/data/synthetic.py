@@ -188,6 +188,9 @@ def make_synthetic_dataset(
     spec = [("train", "validation", n_train), ("test", "test", n_test)]
     for subset, src_subset, n in spec:
         for v in _pick_videos(layout, src_subset, n, rng, min_duration, max_duration):
+            # A few THUMOS14 videos have actions past their recorded duration (as the importer finds):
+            # the synthetic video covers them.
+            v = dict(v, duration=max([float(v["duration"])] + [float(e) for _, e, _ in v["segments"]]))
             T = max(1, int(np.floor(grid.to_snippet(v["duration"]))))
             centres = grid.to_seconds(np.arange(T) + 0.5)
             # --- vlp: modality offset + noise, class-specific text direction over (and around) instances

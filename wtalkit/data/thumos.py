@@ -1,7 +1,9 @@
 """Import the THUMOS14 "reduced" release (W-TALC, UM, CO2-Net, DELU) as a wtalkit dataset.
 
 The release is one feature file plus a folder of annotation arrays, all
-aligned by video index (NumPy object/bytes arrays, ``allow_pickle=True``):
+aligned by video index (NumPy object/bytes arrays; object arrays are pickles,
+read by :func:`load_npy` with an unpickler that only rebuilds NumPy arrays and
+plain values, never ``np.load(allow_pickle=True)``):
 
 * ``Thumos14reduced-I3D-JOINTFeatures.npy``: one ``[T, 2048]`` float array per
   video (I3D RGB+flow, 16-frame snippets at 25 fps);
@@ -10,6 +12,10 @@ aligned by video index (NumPy object/bytes arrays, ``allow_pickle=True``):
   names), ``segments.npy`` (per-instance ``[start, end]`` seconds),
   ``classlist.npy`` (bytes) and optionally ``labels_all.npy`` (the video's
   class names) and ``original_fps.npy``.
+
+A few videos of the release have actions past their ``duration.npy`` value;
+their duration is extended to the last action's end and the release's value
+kept as ``release_duration`` (the actions are the official ground truth).
 
 THUMOS14 trains on its validation videos, so ``validation`` becomes ``train``
 and ``test`` stays ``test``. Everything is validated before anything is
@@ -21,16 +27,18 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from wtalkit import io as wio
-from wtalkit.data.annotations import Annotations, Video
+from wtalkit.data.annotations import SEGMENT_TOLERANCE, Annotations, Video, check_video_name
 from wtalkit.data.features import StreamMeta
 from wtalkit.errors import WtalError
 
@@ -49,24 +57,120 @@ class ImportSummary:
     n_segments: int
     n_classes: int
     n_snippets: int
+    #: videos whose duration.npy ends before their annotated actions: duration extended to the last action's end
+    extended: list = field(default_factory=list)
 
 
-def _text(x) -> str:
+def _text(x, where: str = "") -> str:
     if isinstance(x, (bytes, np.bytes_)):
-        return bytes(x).decode("utf-8")
+        try:
+            return bytes(x).decode("utf-8")
+        except UnicodeDecodeError:
+            raise WtalError(f"{where or 'release'}: {bytes(x)[:60]!r} is not UTF-8 text") from None
     return str(x)
 
 
-def _load_array(path: Path) -> np.ndarray:
+# --------------------------------------------------------------------------- safe .npy reading
+
+
+def _allowed_globals() -> dict:
+    """The only callables an object-array pickle may name: what NumPy needs to rebuild arrays.
+
+    Both module spellings are listed (``numpy.core`` from NumPy 1 files, Python 2
+    pickles included; ``numpy._core`` from NumPy 2); each maps to the object of
+    the running NumPy, so nothing is imported by name from the file.
+    """
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # NumPy < 2
+        from numpy.core import multiarray, numeric
+
+    table = {}
+    for core in ("numpy.core", "numpy._core"):
+        table[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        table[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        table[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
+    table[("numpy", "ndarray")] = np.ndarray
+    table[("numpy", "dtype")] = np.dtype
+    # Plain containers and values written by protocols < 3 (Python 2 included) as calls.
+    for mod in ("builtins", "__builtin__"):
+        for name, obj in (
+            ("set", set),
+            ("frozenset", frozenset),
+            ("complex", complex),
+            ("bytes", bytes),
+            ("bytearray", bytearray),
+        ):
+            table[(mod, name)] = obj
+    table[("_codecs", "encode")] = _latin1_encode
+    return table
+
+
+def _latin1_encode(text, encoding="latin1", *errors):
+    """``_codecs.encode`` as protocol-2 pickles use it to write ``bytes``: text codecs only."""
+    if not isinstance(text, str) or encoding.lower().replace("-", "") not in ("latin1", "iso88591", "ascii", "utf8"):
+        raise pickle.UnpicklingError("unsupported _codecs.encode call")
+    return text.encode(encoding)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles the payload of an object-dtype ``.npy`` file, refusing anything but NumPy arrays."""
+
+    def __init__(self, fh, where: str):
+        # latin1: Python 2 pickles store array data as ``str`` (NumPy's own advice for such files).
+        super().__init__(fh, encoding="latin1")
+        self.where = where
+        self.allowed = _allowed_globals()
+
+    def find_class(self, module, name):
+        obj = self.allowed.get((module, name))
+        if obj is None:
+            what = f"{module}.{name}"
+            what = what if what.isprintable() and len(what) <= 80 else ascii(what[:80])
+            raise WtalError(f"{self.where}: refuses to unpickle {what} (only NumPy arrays are read from the release)")
+        return obj
+
+    def persistent_load(self, pid):
+        raise WtalError(f"{self.where}: refuses to unpickle a persistent reference")
+
+
+def load_npy(path) -> np.ndarray:
+    """Read a ``.npy`` file; object arrays through :class:`_ArrayUnpickler`, never plain ``pickle``.
+
+    The header is parsed here (a file that is not ``.npy`` is refused before any
+    byte of it is unpickled); non-object arrays are read with
+    ``allow_pickle=False``. Every problem is a one-line :class:`WtalError`.
+    """
+    path = Path(path)
     if not path.exists():
         raise WtalError(f"missing file: {path}")
     try:
-        return np.load(path, allow_pickle=True)
+        with open(path, "rb") as fh:
+            version = npformat.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = npformat.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = npformat.read_array_header_2_0(fh)
+            if not dtype.hasobject:
+                fh.seek(0)
+                return np.load(fh, allow_pickle=False)
+            if dtype != np.dtype(object):
+                raise WtalError(f"{path}: structured arrays with Python objects ({dtype}) are not supported")
+            array = _ArrayUnpickler(fh, str(path)).load()
+    except WtalError:
+        raise
     except (ValueError, OSError, EOFError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WtalError(f"{path}: not a readable .npy file ({msg})") from None
-    except Exception as e:  # unpickling errors of object arrays come in many types
-        raise WtalError(f"{path}: cannot unpickle ({type(e).__name__})") from None
+    except Exception as e:  # malformed pickle data fails in many ways
+        raise WtalError(f"{path}: cannot unpickle its object array ({type(e).__name__})") from None
+    if not isinstance(array, np.ndarray) or array.dtype != object or array.shape != tuple(shape):
+        raise WtalError(f"{path}: the object array's data does not match its header")
+    return array
+
+
+def _load_array(path: Path) -> np.ndarray:
+    return load_npy(path)
 
 
 def read_annotation_dir(folder) -> Annotations:
@@ -79,10 +183,10 @@ def read_annotation_dir(folder) -> Annotations:
         if (folder / f"{name}.npy").exists():
             arr[name] = _load_array(folder / f"{name}.npy")
 
-    classes = [_text(c) for c in np.asarray(arr.pop("classlist")).reshape(-1)]
+    classes = [_text(c, f"{folder}/classlist.npy") for c in np.asarray(arr.pop("classlist")).reshape(-1)]
     if not classes or len(set(classes)) != len(classes):
         raise WtalError(f"{folder}/classlist.npy: expected distinct class names")
-    names = [_text(v) for v in np.asarray(arr["videoname"]).reshape(-1)]
+    names = [_text(v, f"{folder}/videoname.npy") for v in np.asarray(arr["videoname"]).reshape(-1)]
     n = len(names)
     for key, a in arr.items():
         length = len(a) if np.ndim(a) else 0
@@ -94,10 +198,12 @@ def read_annotation_dir(folder) -> Annotations:
     cset = set(classes)
     videos = {}
     for i, name in enumerate(names):
+        check_video_name(name, f"{folder}/videoname.npy")
         where = f"{folder}: video '{name}'"
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise WtalError(f"{where}: not usable as a file name")
-        subset = _text(np.asarray(arr["subset"][i]).reshape(-1)[0])
+        subset = _first(arr["subset"][i])
+        subset = _text(subset, f"{folder}/subset.npy") if subset is not None else None
+        if not subset:
+            raise WtalError(f"{where}: subset.npy has no subset name for this video")
         subset = SUBSET_MAP.get(subset, subset)
         try:
             duration = float(np.asarray(arr["duration"][i], dtype=np.float64).reshape(-1)[0])
@@ -105,7 +211,7 @@ def read_annotation_dir(folder) -> Annotations:
             duration = float("nan")
         if not (math.isfinite(duration) and duration > 0):
             raise WtalError(f"{where}: duration must be a positive number of seconds")
-        labels = [_text(x) for x in _as_list(arr["labels"][i])]
+        labels = [_text(x, f"{where} (labels.npy)") for x in _as_list(arr["labels"][i])]
         segs = _as_list(arr["segments"][i])
         if len(labels) != len(segs):
             raise WtalError(f"{where}: {len(labels)} labels but {len(segs)} segments")
@@ -122,17 +228,37 @@ def read_annotation_dir(folder) -> Annotations:
             segments.append((s, e, label))
         video_labels = {lab for _, _, lab in segments}
         if "labels_all" in arr:
-            extra = [_text(x) for x in _as_list(arr["labels_all"][i])]
+            extra = [_text(x, f"{where} (labels_all.npy)") for x in _as_list(arr["labels_all"][i])]
             bad = [x for x in extra if x not in cset]
             if bad:
                 raise WtalError(f"{where}: label '{bad[0]}' (labels_all.npy) is not in classlist.npy")
             video_labels.update(extra)
         fps = None
         if "original_fps" in arr:
-            f = float(np.asarray(arr["original_fps"][i], dtype=np.float64).reshape(-1)[0])
+            try:
+                f = float(np.asarray(arr["original_fps"][i], dtype=np.float64).reshape(-1)[0])
+            except (TypeError, ValueError, IndexError):
+                f = float("nan")
             fps = f if math.isfinite(f) and f > 0 else None
-        videos[name] = Video(name, subset, duration, segments, sorted(video_labels), fps)
+        extra = {}
+        end = max((e for _, e, _ in segments), default=0.0)
+        if end > duration + SEGMENT_TOLERANCE:
+            # The release has videos whose duration.npy is shorter than their annotated actions
+            # (video_test_0000270 ends at 176 s, its actions run to 714 s). The actions are the
+            # official ground truth: the duration is extended to cover them, the release's value kept.
+            extra["release_duration"] = duration
+            duration = end
+        videos[name] = Video(name, subset, duration, segments, sorted(video_labels), fps, extra)
     return Annotations(classes, videos)
+
+
+def _first(x):
+    """The first element of a (possibly nested, possibly 0-d) entry, or None when it is empty."""
+    try:
+        flat = np.asarray(x).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    return flat[0] if flat.size else None
 
 
 def _as_list(x) -> list:
@@ -223,4 +349,5 @@ def import_thumos(
         n_segments=sum(len(v.segments) for v in ann.videos.values()),
         n_classes=len(ann.classes),
         n_snippets=int(sum(x.shape[0] for x in feats)),
+        extended=[v.name for v in ann.videos.values() if "release_duration" in v.extra],
     )

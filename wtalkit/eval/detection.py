@@ -66,6 +66,7 @@ class DetectionResult:
     n_ignored: int = 0  # predictions of classes without ground truth in the subset
     n_outside: int = 0  # evaluated predictions on videos outside the subset (false positives)
     subset: str | None = None
+    unknown_videos: list = field(default_factory=list)  # result video ids that are in no subset of the annotations
 
     @property
     def average(self) -> float:
@@ -402,6 +403,7 @@ def evaluate_detection(
         n_ignored=int(preds.score.size - n_eval),
         n_outside=int((vid < 0).sum()),
         subset=subset,
+        unknown_videos=[v for v in preds.videos if v not in annotations.videos],
     )
 
 

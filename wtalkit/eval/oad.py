@@ -218,20 +218,22 @@ def load_frames(path) -> dict:
     per_video: dict = {}
     for f in _jsonl_files(path):
         try:
-            fh = open(f, encoding="utf-8")  # noqa: SIM115 (closed by the `with` below; open errors reported first)
+            fh = open(f, "rb")  # noqa: SIM115 (closed by the `with` below; open errors reported first)
         except OSError as e:
             raise WtalError(f"{f}: cannot read ({e.strerror})") from None
         with fh:
-            for lineno, line in enumerate(fh, 1):
+            for lineno, raw in enumerate(fh, 1):
+                at = f"{f}:{lineno}"
+                try:  # decoded line by line: a bad byte is reported with its line, not as a traceback
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise WtalError(f"{at}: not UTF-8 text") from None
                 if not line.strip():
                     continue
-                at = f"{f}:{lineno}"
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise WtalError(f"{at}: malformed JSON ({e.msg})") from None
-                except UnicodeDecodeError:
-                    raise WtalError(f"{at}: not UTF-8 text") from None
                 if not isinstance(rec, dict):
                     raise WtalError(f"{at}: expected a JSON object per line")
                 if "scores" not in rec and ("results" in rec or "database" in rec):

@@ -59,6 +59,10 @@ def detection_notes(result) -> str:
     ]
     if result.n_outside:
         notes.append(f"{result.n_outside} of them on videos outside the evaluated set (false positives)")
+    unknown = getattr(result, "unknown_videos", [])
+    if unknown:
+        shown = ", ".join(repr(v) for v in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+        notes.append(f"{len(unknown)} result video ids are not in the annotations ({shown})")
     if result.n_ignored:
         notes.append(f"{result.n_ignored} predictions of classes without ground truth ignored")
     return "; ".join(notes)
