@@ -52,6 +52,7 @@ def train_online(dataset, out_dir, clip_spec, config_source, overrides, seed, ov
     templates (train.templates); the model learns video-text alignment and a
     background mask, never a fixed classifier, so the checkpoint scores any
     vocabulary: ``wtalkit online --model ovoad --checkpoint RUN/checkpoint.pt``.
+    Resumable: re-running the same command continues an interrupted run.
     Config: --config FILE (YAML with 'model' and 'train' sections) and
     --set key=value, e.g. --set train.epochs=20 --set model.width=512.
     """

@@ -20,8 +20,13 @@ switch the loss terms off.
 Resumable: a checkpoint with both branches, both optimizers and all RNG
 states is written after every epoch of every step, so an interrupted run
 continues where it stopped and ends bit-identical to an uninterrupted one
-(on CPU). ``RUN/round_K.pt`` holds each finished round, ``RUN/alternate.pt``
-the final model.
+(on CPU): weights, optimizer states and ``log.jsonl`` records alike. The
+per-round evaluation runs on a forked copy of the torch RNG streams (building
+models for it draws parameter inits) and before that epoch's resumable
+checkpoint, so whether and where a run was interrupted changes nothing.
+The checkpoint records the dataset and the warm-up it started from; resuming
+on others is an error. ``RUN/round_K.pt`` holds each finished round,
+``RUN/alternate.pt`` the final model.
 """
 
 from __future__ import annotations
@@ -44,7 +49,18 @@ from wtalkit.train.losses import distill_loss, mil_loss
 from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
 from wtalkit.train.pseudo import ternary_labels
-from wtalkit.train.run import Run, restore_rng, rng_state, seed_everything
+from wtalkit.train.run import (
+    Run,
+    check_fingerprint,
+    dataset_fingerprint,
+    isolated_rng,
+    restore_rng,
+    rng_state,
+    seed_everything,
+    tensors_digest,
+)
+
+LOG_STAGES = ("alternate", "alternate-eval")
 
 
 def plan(cfg: Config) -> list:
@@ -182,21 +198,37 @@ def train_alternate(
     if not warm_path.exists():
         raise WtalError(f"no warm-up checkpoint at {warm_path}; run 'wtalkit warmup' first (or pass --from)")
     warm = load_checkpoint(warm_path)
+    state = load_checkpoint(last) if last.exists() else None
+    if state is not None and state["config"] != cfg.to_dict():
+        raise WtalError(
+            f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite"
+        )
 
     np_rng = seed_everything(cfg.train.seed)
     trainer = Trainer(dataset_dir, warm, cfg, device=cfg.train.device)
+    fingerprint = {
+        **dataset_fingerprint(trainer.dataset.classes, [v.name for v in trainer.bank.videos], trainer.bank.metas),
+        "warmup": tensors_digest(warm["models"]["cbp"]),
+    }
     steps = plan(cfg)
     pos = 0
-    if last.exists():
-        state = load_checkpoint(last)
-        if state["config"] != cfg.to_dict():
+    if state is not None:
+        check_fingerprint(state, fingerprint, last)
+        if state.get("fingerprint", {}).get("warmup", fingerprint["warmup"]) != fingerprint["warmup"]:
             raise WtalError(
-                f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite"
+                f"{last} was started from another warm-up checkpoint than {warm_path}; "
+                "resume from the same one or pass --overwrite"
             )
         trainer.load_state(state, np_rng)
-        pos = state["position"]
+        pos = int(state["position"])
         if console:
             console.print(f"[yellow]resuming alternate training at epoch {pos + 1} of {len(steps)}[/]")
+    # Drop what the interrupted run did after its last resumable checkpoint: it is done again below.
+    run.trim_log(lambda r: r.get("stage") not in LOG_STAGES or _position(r, steps) <= pos)
+    finished_rounds = {r for r, _, _ in steps[:pos]} - {r for r, _, _ in steps[pos:]}
+    for p in run.path.glob("round_*.pt"):
+        if not (p.stem[6:].isdigit() and int(p.stem[6:]) in finished_rounds):
+            p.unlink()
     run.save_config(cfg)
     base = {
         "kind": "alternate",
@@ -222,20 +254,40 @@ def train_alternate(
                 status=f"round {rnd} {step} epoch {ep}: loss {stats['loss']:.4f} ({terms})",
                 rate=f"{dt:.1f} s/epoch",
             )
-            run.log({"stage": "alternate", "round": rnd, "step": step, "epoch": ep, **stats, "seconds": dt})
+            record = {"stage": "alternate", "position": pos, "round": rnd, "step": step, "epoch": ep}
+            run.log({**record, **stats, "seconds": dt})
             round_done = pos == len(steps) or steps[pos][0] != rnd
             if round_done:
                 wio.save_torch(run.file(f"round_{rnd}.pt"), {**base, "models": trainer.models_state(), "round": rnd})
-            wio.save_torch(last, {**base, **trainer.full_state(np_rng), "position": pos})
-            if round_done and evaluate is not None:
-                row = evaluate(run.file(f"round_{rnd}.pt"))
-                if row is not None:
-                    run.log({"stage": "alternate-eval", "round": rnd, **row})
+                if evaluate is not None:
+                    # Building models for the evaluation draws parameter inits: from a copy of the RNG
+                    # streams, so that the training after it does not depend on whether it ran.
+                    with isolated_rng():
+                        row = evaluate(run.file(f"round_{rnd}.pt"))
+                    if row is not None:
+                        run.log({"stage": "alternate-eval", "position": pos, "round": rnd, **row})
+            # Last: a run interrupted before this point redoes the epoch (and its round's evaluation).
+            wio.save_torch(last, {**base, **trainer.full_state(np_rng), "position": pos, "fingerprint": fingerprint})
             done_now += 1
             if stop_after_epochs is not None and done_now >= stop_after_epochs and pos < len(steps):
                 return last
     wio.save_torch(final, {**base, "models": trainer.models_state(), "round": cfg.train.rounds})
     return final
+
+
+def _position(record: dict, steps: list) -> float:
+    """The plan position (1-based) a log record belongs to; records that have none sort last."""
+    p = record.get("position")
+    if isinstance(p, int) and not isinstance(p, bool):
+        return p
+    key = (record.get("round"), record.get("step"), record.get("epoch"))
+    if key in steps:  # a record of an older wtalkit, without "position"
+        return steps.index(key) + 1
+    if record.get("stage") == "alternate-eval":  # older eval record: the end of its round
+        ends = [i + 1 for i, (r, _, _) in enumerate(steps) if r == record.get("round")]
+        if ends:
+            return ends[-1]
+    return float("inf")
 
 
 def alternate_run(

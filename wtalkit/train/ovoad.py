@@ -20,6 +20,14 @@ Losses (per batch of windows):
 Windows whose current frame is background have no caption; they take part in
 the mask loss only.
 
+Resumable: after every epoch, besides ``checkpoint.pt`` (the model so far),
+the model, optimizer and RNG states, the step and the history are saved to
+``RUN/checkpoints/online_last.pt`` with the config and a fingerprint of the
+dataset; re-running the same command after an interruption continues from
+there and ends bit-identical to an uninterrupted run (on CPU): weights,
+optimizer state and ``history.json``. Another config or dataset is an error
+(``--overwrite`` starts over); a finished run is kept unless ``--overwrite``.
+
 Input: a dataset folder in wtalkit's format. The ``vlp`` stream (CLIP frame
 embeddings) may be at any frame rate: it is resampled onto the 4 fps grid by
 taking, for each 4 fps frame, the source snippet that owns its centre time
@@ -43,6 +51,7 @@ from wtalkit.models.ovoad import FEATURE_FPS, OVOADConfig
 from wtalkit.timeaxis import SnippetGrid, regrid_indices, segment_labels
 
 DEFAULT_TEMPLATES = ["a video of a person doing {}."]
+RESUME_KIND = "wtalkit-train-online-resume"
 
 
 @dataclass
@@ -127,6 +136,7 @@ class FrameTable:
     labels: list  # per video: bool [T, K] torch tensors
     index: np.ndarray  # [n, 2]: (video, frame) of every frame
     classes: list
+    videos: list = field(default_factory=list)  # the video ids, in the order of ``feats``
 
     @property
     def num_frames(self) -> int:
@@ -177,7 +187,7 @@ def load_frame_table(dataset, subset: str | None) -> FrameTable:
         feats.append(torch.from_numpy(np.ascontiguousarray(x)))
         labels.append(torch.from_numpy(y))
         index.append(np.stack([np.full(len(x), i), np.arange(len(x))], 1))
-    return FrameTable(feats, labels, np.concatenate(index), list(ds.classes))
+    return FrameTable(feats, labels, np.concatenate(index), list(ds.classes), [v.name for v in vids])
 
 
 def batch_windows(table: FrameTable, rows: np.ndarray, window: int):
@@ -269,25 +279,41 @@ def train_ovoad(
     console=None,
     progress: bool = True,
     clip_model=None,
+    stop_after_epochs: int | None = None,
 ) -> dict:
-    """Train OV-OAD on ``dataset``'s captions; write ``out_dir/{config.yaml, checkpoint.pt, history.json}``.
+    """Train (or resume training) OV-OAD on ``dataset``'s captions; write
+    ``out_dir/{config.yaml, checkpoint.pt, history.json, checkpoints/online_last.pt}``.
 
     ``clip`` is the CLIP spec (name or path) recorded in the checkpoint;
     ``clip_model`` an already loaded model for it (loaded from ``clip`` when
     None). ``console`` (a Rich console) receives the resolved config, a
     progress bar (``progress``) and one line per epoch. Returns a summary
     dict (checkpoint path, steps, frames, final epoch's losses, seconds).
+    ``stop_after_epochs`` stops after that many epochs in this call (the
+    resumable state is kept): it is how tests simulate an interruption.
     """
     import torch
 
     from wtalkit.data.features import Dataset
+    from wtalkit.models.build import load_branch
     from wtalkit.models.clip import class_words, clip_embed_dim, load_clip
     from wtalkit.models.ovoad import OVOAD, checkpoint_dict, clip_probe, clip_text_templates
+    from wtalkit.train.run import Run, check_fingerprint, dataset_fingerprint, restore_rng, rng_state, seed_everything
 
     cfg = (config or OVOADRunConfig()).validate()
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists() and not overwrite:
+    last = Run(out_dir).last("online")
+    if overwrite:
+        for p in (ckpt_path, last, out_dir / "history.json"):
+            p.unlink(missing_ok=True)
+    state = wio.load_torch(last, "train-online resume state") if last.exists() else None
+    keys = ("config", "clip", "clip_probe", "fingerprint", "model", "optim", "rng", "epoch", "step", "history")
+    if state is not None and not (
+        isinstance(state, dict) and state.get("kind") == RESUME_KIND and all(k in state for k in keys)
+    ):
+        raise WtalError(f"{last}: not a train-online resume state; pass --overwrite to start over")
+    if ckpt_path.exists() and (state is None or _finished(state)):
         raise WtalError(f"{ckpt_path} exists; pass --overwrite to replace it")
     ds = Dataset(dataset)
     meta = ds.stream("vlp").meta
@@ -313,15 +339,35 @@ def train_ovoad(
     # Class tags become words the way the online scorers write them (CliffDiving -> cliff diving).
     captions = clip_text_templates(clip_model, [class_words(c) for c in table.classes], t.templates).to(device)
     probe = clip_probe(clip_model)
+    fingerprint = dataset_fingerprint(table.classes, table.videos, {"vlp": meta})
+    if state is not None:
+        if state["config"] != cfg.to_dict() or state.get("clip") != clip:
+            raise WtalError(
+                f"{last} was started with another config or CLIP model; "
+                "rerun with the same --clip/--config/--set or pass --overwrite"
+            )
+        if not torch.equal(state["clip_probe"], probe):
+            raise WtalError(f"{last} was started with another CLIP text encoder; pass --overwrite to start over")
+        check_fingerprint(state, fingerprint, last)
 
-    torch.manual_seed(t.seed)
-    rng = np.random.default_rng(t.seed)
+    rng = seed_everything(t.seed)
     model = OVOAD(cfg.model).to(device).train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n not in ("pos", "group_tokens")]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and n not in ("pos", "group_tokens"))]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=t.lr
     )
+    history, step, start_epoch = [], 0, 0
+    if state is not None:
+        load_branch(model, state["model"], "ovoad", last)
+        try:
+            opt.load_state_dict(state["optim"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise WtalError(f"{last}: its optimizer state does not fit ({e}); pass --overwrite") from None
+        restore_rng(state["rng"], rng)
+        history, step, start_epoch = list(state["history"]), int(state["step"]), int(state["epoch"])
+        if console is not None:
+            console.print(f"[yellow]resuming train-online after epoch {start_epoch} of {t.epochs}[/]")
     steps_per_epoch = table.num_frames // t.batch_size
     total_steps = steps_per_epoch * t.epochs
 
@@ -332,15 +378,34 @@ def train_ovoad(
         return t.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
     wio.write_text(out_dir / "config.yaml", cfg.to_yaml())
-    history = []
+
+    def save_model(epoch):
+        model.eval()
+        wio.save_torch(
+            ckpt_path,
+            checkpoint_dict(
+                model,
+                clip,
+                probe,
+                {
+                    "train_config": dataclasses.asdict(t),
+                    "train_classes": table.classes,
+                    "templates": list(t.templates),
+                    "epoch": epoch,
+                },
+            ),
+        )
+        model.train()
+
     t0 = time.time()
-    step = 0
+    elapsed = history[-1]["seconds"] if history else 0.0  # of the interrupted run(s), when resuming
+    done_now = 0
     prog = _progress(console) if progress and console is not None else None
-    task = prog.add_task("training", total=total_steps, info="") if prog else None
+    task = prog.add_task("training", total=total_steps, completed=step, info="") if prog else None
     try:
         if prog:
             prog.start()
-        for epoch in range(1, t.epochs + 1):
+        for epoch in range(start_epoch + 1, t.epochs + 1):
             sums = {"loss": 0.0, "vtc": 0.0, "frame": 0.0, "mask": 0.0}
             perm = rng.permutation(table.num_frames)
             for b in range(steps_per_epoch):
@@ -367,7 +432,7 @@ def train_ovoad(
                 "epoch": epoch,
                 **{k: v / steps_per_epoch for k, v in sums.items()},
                 "lr": lr_at(step - 1),
-                "seconds": round(time.time() - t0, 2),
+                "seconds": round(elapsed + time.time() - t0, 2),
             }
             history.append(row)
             if console is not None:
@@ -375,36 +440,54 @@ def train_ovoad(
                     f"epoch {epoch:>3}/{t.epochs}  loss {row['loss']:.4f}  vtc {row['vtc']:.4f}  "
                     f"frame {row['frame']:.4f}  mask {row['mask']:.4f}  [{row['seconds']:.1f}s]"
                 )
-            # A checkpoint after every epoch: an interrupted run keeps the last complete one.
-            model.eval()
-            wio.save_torch(
-                ckpt_path,
-                checkpoint_dict(
-                    model,
-                    clip,
-                    probe,
-                    {
-                        "train_config": dataclasses.asdict(t),
-                        "train_classes": table.classes,
-                        "templates": list(t.templates),
-                        "epoch": epoch,
-                    },
-                ),
-            )
-            model.train()
+            # A checkpoint after every epoch: an interrupted run keeps the last complete one. The
+            # resumable state comes last: a run interrupted before it redoes the epoch (and rewrites
+            # checkpoint.pt and history.json with the same content).
+            save_model(epoch)
             wio.write_json(out_dir / "history.json", history)
+            wio.save_torch(
+                last,
+                {
+                    "kind": RESUME_KIND,
+                    "config": cfg.to_dict(),
+                    "clip": clip,
+                    "clip_probe": probe.detach().cpu().clone(),
+                    "fingerprint": fingerprint,
+                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                    "optim": opt.state_dict(),
+                    "rng": rng_state(rng),
+                    "epoch": epoch,
+                    "step": step,
+                    "history": history,
+                },
+            )
+            done_now += 1
+            if stop_after_epochs is not None and done_now >= stop_after_epochs and epoch < t.epochs:
+                break
     finally:
         if prog:
             prog.stop()
+    if not ckpt_path.exists() or not (out_dir / "history.json").exists():  # resumed after the last epoch
+        save_model(len(history))
+        wio.write_json(out_dir / "history.json", history)
     return {
         "checkpoint": str(ckpt_path),
         "epochs": t.epochs,
+        "epochs_done": len(history),
         "steps": step,
         "frames": table.num_frames,
         "classes": len(table.classes),
         "final": history[-1],
-        "seconds": round(time.time() - t0, 2),
+        "seconds": round(elapsed + time.time() - t0, 2),
     }
+
+
+def _finished(state: dict) -> bool:
+    """Whether a resume state is that of a run that trained all its epochs."""
+    try:
+        return int(state["epoch"]) >= int(state["config"]["train"]["epochs"])
+    except (KeyError, TypeError, ValueError):
+        return True
 
 
 def _progress(console):

@@ -4,7 +4,11 @@
 seedable, and resumable: after every epoch the model, optimizer and RNG states
 are saved to ``RUN/checkpoints/warmup_last.pt``, and a run restarted after an
 interruption continues from there and ends bit-identical to an uninterrupted
-one (on CPU).
+one (on CPU): weights, optimizer state and the ``log.jsonl`` records alike.
+The resumable checkpoint records the dataset it was started on (classes,
+training videos, feature metadata); resuming on another is an error.
+``--overwrite`` also removes what an earlier warm-up's alternate training left
+in the run folder (``alternate.pt``, ``round_K.pt`` and its resume state).
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from wtalkit.models.checkpoint import load_checkpoint
 from wtalkit.train.losses import mil_loss
 from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
-from wtalkit.train.run import Run, restore_rng, rng_state, seed_everything
+from wtalkit.train.run import Run, check_fingerprint, dataset_fingerprint, restore_rng, rng_state, seed_everything
+
+# what a warm-up starting over makes stale: everything alternate training derived from the old warm-up
+STALE_STAGES = ("warmup", "alternate", "alternate-eval")
 
 
 def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None) -> float:
@@ -70,27 +77,36 @@ def train_warmup(
     if final.exists() and not overwrite:
         raise WtalError(f"{final} already exists; pass --overwrite to train again")
     if overwrite:
-        for p in (final, last):
+        # alternate.pt / round_K.pt / their resume state derive from the old warm-up: `localize` would use them
+        stale = [final, last, run.file("alternate.pt"), run.last("alternate"), *run.path.glob("round_*.pt")]
+        for p in stale:
             p.unlink(missing_ok=True)
+        run.trim_log(lambda r: r.get("stage") not in STALE_STAGES)
 
     dataset = Dataset(dataset_dir)
     bank = FeatureBank(dataset, cfg.data.train_subset, ("cbp",), require_labels=True)
-    np_rng = seed_everything(cfg.train.seed)
-    model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes)).to(resolve_device(cfg.train.device))
-    opt = make_optimizer(model.parameters(), cfg)
-    start_epoch = 0
+    fingerprint = dataset_fingerprint(dataset.classes, [v.name for v in bank.videos], bank.metas)
+    state = None
     if last.exists():
         state = load_checkpoint(last)
         if state["config"] != cfg.to_dict():
             raise WtalError(
                 f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite"
             )
+        check_fingerprint(state, fingerprint, last)
+    np_rng = seed_everything(cfg.train.seed)
+    model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes)).to(resolve_device(cfg.train.device))
+    opt = make_optimizer(model.parameters(), cfg)
+    start_epoch = 0
+    if state is not None:
         load_branch(model, state["models"]["cbp"], "cbp", last)
         opt.load_state_dict(state["optim"])
         restore_rng(state["rng"], np_rng)
         start_epoch = state["epoch"]
         if console:
             console.print(f"[yellow]resuming warm-up from epoch {start_epoch}[/]")
+    # records an interrupted run logged after its last resumable checkpoint are logged again below
+    run.trim_log(lambda r: r.get("stage") != "warmup" or _int(r.get("epoch")) <= start_epoch)
     run.save_config(cfg)
 
     base = {
@@ -124,6 +140,7 @@ def train_warmup(
                     "optim": opt.state_dict(),
                     "rng": rng_state(np_rng),
                     "epoch": epoch + 1,
+                    "fingerprint": fingerprint,
                 },
             )
             done_now += 1
@@ -131,3 +148,8 @@ def train_warmup(
                 return last
     wio.save_torch(final, {**base, "models": {"cbp": model.state_dict()}, "epoch": epochs})
     return final
+
+
+def _int(x) -> float:
+    """A log record's epoch / position (records without one sort last: a resume drops them)."""
+    return x if isinstance(x, int) and not isinstance(x, bool) else float("inf")
