@@ -88,6 +88,7 @@ class TrainConfig:
     fuse_weight: float = 0.5  # weight of CBP for fuse=weighted
     seed: int = 0
     device: str = "auto"  # cpu, cuda, cuda:N or auto (cuda when present); --device overrides it
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU, fp32 on the CPU
 
 
 @dataclass

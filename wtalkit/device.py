@@ -34,3 +34,33 @@ def resolve_device(spec=AUTO):
     if dev.index is not None and dev.index >= count:
         raise WtalError(f"--device {spec}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
     return dev
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def training_precision(precision: str, device) -> str:
+    """What ``train.precision`` means on ``device``: ``auto`` is bf16 on a CUDA GPU that has it (else
+    fp16 there) and fp32 on the CPU; fp16 is refused on the CPU."""
+    import torch
+
+    precision = str(precision or "auto").lower()
+    if precision not in PRECISIONS:
+        raise WtalError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    dev = torch.device(device)
+    if precision == "auto":
+        if dev.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and dev.type != "cuda":
+        raise WtalError("fp16 training needs a CUDA GPU; use bf16 or fp32 on the CPU")
+    return precision
+
+
+def autocast(device, precision: str):
+    """The autocast context of a resolved precision (a no-op for fp32)."""
+    import torch
+
+    dev = torch.device(device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None)

@@ -22,8 +22,28 @@ from wtalkit.cli.common import config_options, device_option, err_console, print
 @click.option("--overwrite", is_flag=True, help="Train again even if RUN already holds alternate.pt.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @device_option
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default=None,
+    help="Mixed precision of the training steps [default: the config's train.precision: auto = bf16 on a GPU, "
+    "fp32 on the CPU].",
+)
 def alternate(
-    run_dir, dataset, warm, rounds, schedule, fuse, no_kd, no_fb, config_source, overwrite, quiet, overrides, device
+    run_dir,
+    dataset,
+    warm,
+    rounds,
+    schedule,
+    fuse,
+    no_kd,
+    no_fb,
+    config_source,
+    overwrite,
+    quiet,
+    overrides,
+    device,
+    precision,
 ):
     """Alternate B/F training of RUN, starting from its warm-up.
 
@@ -38,7 +58,7 @@ def alternate(
         dataset=dataset,
         warm=warm,
         config_source=config_source,
-        overrides=overrides,
+        overrides=[*overrides, *([f"train.precision={precision}"] if precision else [])],
         rounds=rounds,
         schedule=schedule,
         fuse=fuse,

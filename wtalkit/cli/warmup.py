@@ -14,7 +14,14 @@ from wtalkit.cli.common import config_options, device_option, err_console, print
 @click.option("--overwrite", is_flag=True, help="Train again even if RUN already holds a finished warm-up.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @device_option
-def warmup(dataset, run_dir, config_source, overwrite, quiet, overrides, device):
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default=None,
+    help="Mixed precision of the training steps [default: the config's train.precision: auto = bf16 on a GPU, "
+    "fp32 on the CPU].",
+)
+def warmup(dataset, run_dir, config_source, overwrite, quiet, overrides, device, precision):
     """Warm up the CBP branch on DATASET with video-level labels only (MIL).
 
     Resumable: re-running the same command after an interruption continues
@@ -23,7 +30,14 @@ def warmup(dataset, run_dir, config_source, overwrite, quiet, overrides, device)
     from wtalkit.config import load_config
     from wtalkit.train.warmup import train_warmup
 
-    cfg = load_config(config_source or "thumos14", [*overrides, *([f"train.device={device}"] if device else [])])
+    cfg = load_config(
+        config_source or "thumos14",
+        [
+            *overrides,
+            *([f"train.device={device}"] if device else []),
+            *([f"train.precision={precision}"] if precision else []),
+        ],
+    )
     print_config(cfg)
     path = train_warmup(dataset, run_dir, cfg, overwrite=overwrite, console=err_console, progress=not quiet)
     err_console.print(f"[green]warm-up checkpoint:[/] {path}")

@@ -102,8 +102,14 @@ class FeatureStream:
     def has(self, video: str) -> bool:
         return self.path(video).exists()
 
-    def load(self, video: str) -> np.ndarray:
-        return load_feature_file(self.path(video), self.meta.dim)
+    def load(self, video: str, mmap: bool = False) -> np.ndarray:
+        """``[T, D]`` float32 features (a validated read-only memory map with ``mmap``)."""
+        return load_feature_file(self.path(video), self.meta.dim, mmap=mmap)
+
+    def read(self, video: str, rows) -> np.ndarray:
+        """float32 rows (a slice or an index array) of an already validated file, without reading the rest."""
+        x = np.load(self.path(video), allow_pickle=False, mmap_mode="r")
+        return np.array(x[rows], dtype=np.float32)
 
     def write(self, video: str, feats: np.ndarray) -> None:
         feats = np.asarray(feats, dtype=np.float32)
@@ -125,13 +131,17 @@ class FeatureStream:
         return cls(folder)
 
 
-def load_feature_file(path, dim: int | None = None) -> np.ndarray:
-    """Load and validate one ``[T, D]`` float feature file."""
+def load_feature_file(path, dim: int | None = None, mmap: bool = False) -> np.ndarray:
+    """Load and validate one ``[T, D]`` float feature file.
+
+    ``mmap``: return a read-only memory map instead of reading the file into RAM (validated the same
+    way, the finiteness check streaming through it in chunks); slices of it are read on demand.
+    """
     path = Path(path)
     if not path.exists():
         raise WtalError(f"feature file not found: {path}")
     try:
-        x = np.load(path, allow_pickle=False)
+        x = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as e:
         raise WtalError(
             f"{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
@@ -144,9 +154,10 @@ def load_feature_file(path, dim: int | None = None) -> np.ndarray:
         raise WtalError(f"{path}: feature dimension {x.shape[1]} does not match the expected {dim}")
     if not np.issubdtype(x.dtype, np.floating):
         raise WtalError(f"{path}: features must be floating point, got {x.dtype}")
-    if not np.isfinite(x).all():
+    step = max(1, (1 << 24) // max(1, x.shape[1] * x.dtype.itemsize))  # ~16 MB at a time
+    if not all(np.isfinite(x[i : i + step]).all() for i in range(0, len(x), step)):
         raise WtalError(f"{path}: features contain NaN or infinite values")
-    return x.astype(np.float32, copy=False)
+    return x if mmap else x.astype(np.float32, copy=False)
 
 
 class Dataset:

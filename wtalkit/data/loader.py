@@ -1,11 +1,16 @@
 """Training batches: T consecutive snippets per video, padded and masked.
 
-:class:`FeatureBank` holds the features of one subset in memory (aligned
-across the requested streams on the first stream's grid) with the video-level
-labels; :meth:`FeatureBank.batches` yields random crops of ``T`` consecutive
-snippets (videos shorter than ``T`` are zero-padded and masked), driven by an
-explicit ``numpy.random.Generator`` so that training is reproducible and
-resumable.
+:class:`FeatureBank` serves the features of one subset (aligned across the
+requested streams on the first stream's grid) with the video-level labels;
+:meth:`FeatureBank.batches` yields random crops of ``T`` consecutive snippets
+(videos shorter than ``T`` are zero-padded and masked), driven by an explicit
+``numpy.random.Generator`` so that training is reproducible and resumable.
+
+By default the features stay on disk: every file is validated once, then each
+batch reads only its crops through a memory map that is closed again, so
+resident memory is bounded by the batch, not by the dataset (ActivityNet1.2's
+I3D features are ~16 GB). ``in_memory=True`` reads everything into RAM first;
+both give identical batches.
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ def multi_hot(labels, class_index: dict) -> np.ndarray:
 
 
 class FeatureBank:
-    def __init__(self, dataset: Dataset, subset: str | None, streams=("cbp",), require_labels: bool = False):
+    def __init__(
+        self,
+        dataset: Dataset,
+        subset: str | None,
+        streams=("cbp",),
+        require_labels: bool = False,
+        in_memory: bool = False,
+    ):
         self.dataset = dataset
         self.streams = tuple(streams)
         self.classes = dataset.classes
@@ -47,17 +59,28 @@ class FeatureBank:
         self.videos = vids
         self.metas: dict[str, StreamMeta] = {s: dataset.stream(s).meta for s in self.streams}
         self.labels = np.stack([multi_hot(v.labels, cidx) for v in vids])
-        self.feats: dict[str, list] = {s: [] for s in self.streams}
+        self.in_memory = in_memory
+        # Per stream and video: the rows that sit on the first stream's grid (None = the same rows).
+        self._rows: dict[str, list] = {s: [] for s in self.streams}
+        self._lengths = []
+        self.feats: dict[str, list] = {s: [] for s in self.streams}  # filled only in memory
         main = self.streams[0]
         grid = self.metas[main].grid
         for v in vids:
-            x = dataset.stream(main).load(v.name)
-            self.feats[main].append(x)
+            x = dataset.stream(main).load(v.name, mmap=True)  # validated; the map is dropped again below
+            self._lengths.append(len(x))
+            self._rows[main].append(None)
             for s in self.streams[1:]:
-                y = dataset.stream(s).load(v.name)
-                if self.metas[s].grid != grid or len(y) != len(x):
-                    y = y[resample_indices(self.metas[s].grid, grid, len(x), len(y))]
-                self.feats[s].append(y)
+                y = dataset.stream(s).load(v.name, mmap=True)
+                same = self.metas[s].grid == grid and len(y) == len(x)
+                self._rows[s].append(None if same else resample_indices(self.metas[s].grid, grid, len(x), len(y)))
+                del y
+            del x
+            if in_memory:
+                for s in self.streams:
+                    rows = self._rows[s][-1]
+                    full = dataset.stream(s).load(v.name)
+                    self.feats[s].append(full if rows is None else full[rows])
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -70,21 +93,28 @@ class FeatureBank:
         return self.metas[stream].dim
 
     def lengths(self) -> np.ndarray:
-        return np.array([len(x) for x in self.feats[self.streams[0]]])
+        return np.array(self._lengths)
 
     def crop(self, i: int, T: int, rng: np.random.Generator) -> int:
-        n = len(self.feats[self.streams[0]][i])
+        n = self._lengths[i]
         return int(rng.integers(0, n - T + 1)) if n > T else 0
+
+    def rows(self, stream: str, i: int, lo: int, hi: int) -> np.ndarray:
+        """Snippets ``lo:hi`` (on the first stream's grid) of video ``i`` in ``stream``, float32."""
+        if self.in_memory:
+            return self.feats[stream][i][lo:hi]
+        index = self._rows[stream][i]
+        return self.dataset.stream(stream).read(self.videos[i].name, slice(lo, hi) if index is None else index[lo:hi])
 
     def make_batch(self, idx, offsets, T: int) -> dict:
         B = len(idx)
         mask = torch.zeros(B, T, dtype=torch.bool)
         x = {s: torch.zeros(B, T, self.dim(s)) for s in self.streams}
         for b, (i, o) in enumerate(zip(idx, offsets)):
-            n = min(T, len(self.feats[self.streams[0]][i]) - o)
+            n = min(T, self._lengths[i] - o)
             mask[b, :n] = True
             for s in self.streams:
-                x[s][b, :n] = torch.from_numpy(self.feats[s][i][o : o + n])
+                x[s][b, :n] = torch.from_numpy(self.rows(s, i, o, o + n))
         return {
             "x": x,
             "mask": mask,

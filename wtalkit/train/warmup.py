@@ -16,14 +16,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from wtalkit import io as wio
 from wtalkit.config import Config
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
-from wtalkit.device import resolve_device
+from wtalkit.device import autocast, resolve_device, training_precision
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, load_branch
 from wtalkit.models.checkpoint import load_checkpoint
@@ -36,24 +35,34 @@ from wtalkit.train.run import Run, check_fingerprint, dataset_fingerprint, resto
 STALE_STAGES = ("warmup", "alternate", "alternate-eval")
 
 
-def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None) -> float:
-    """One MIL epoch over ``bank``; returns the mean loss."""
+def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None, precision: str = "fp32") -> float:
+    """One MIL epoch over ``bank``; returns the mean loss.
+
+    The batch losses stay on the device and are read once at the end of the epoch (no host sync per
+    step); ``on_batch()`` is called after every step. ``precision`` (resolved by
+    :func:`wtalkit.device.training_precision`) runs the forward pass under autocast; fp16 scales the loss.
+    """
     model.train()
-    losses = []
     device = next(model.parameters()).device
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    total, n = torch.zeros((), device=device), 0
     for batch in bank.batches(rng, cfg.data.num_segments, cfg.data.batch_size):
         mask = batch["mask"].to(device, non_blocking=True)
-        out = model(batch["x"]["cbp"].to(device, non_blocking=True), mask)
-        loss = mil_loss(out["logits"], mask, batch["labels"].to(device, non_blocking=True), model.topk_ratio)
+        with autocast(device, precision):
+            out = model(batch["x"]["cbp"].to(device, non_blocking=True), mask)
+        loss = mil_loss(out["logits"].float(), mask, batch["labels"].to(device, non_blocking=True), model.topk_ratio)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if cfg.optim.grad_clip > 0:
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        opt.step()
-        losses.append(loss.item())
+        scaler.step(opt)
+        scaler.update()
+        total += loss.detach()
+        n += 1
         if on_batch:
-            on_batch(losses[-1])
-    return float(np.mean(losses)) if losses else 0.0
+            on_batch()
+    return float(total) / n if n else 0.0
 
 
 def train_warmup(
@@ -95,7 +104,9 @@ def train_warmup(
             )
         check_fingerprint(state, fingerprint, last)
     np_rng = seed_everything(cfg.train.seed)
-    model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes)).to(resolve_device(cfg.train.device))
+    device = resolve_device(cfg.train.device)
+    precision = training_precision(cfg.train.precision, device)
+    model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes)).to(device)
     opt = make_optimizer(model.parameters(), cfg)
     start_epoch = 0
     if state is not None:
@@ -123,10 +134,10 @@ def train_warmup(
         for epoch in range(start_epoch, epochs):
             t0, n = time.perf_counter(), [0]
 
-            def on_batch(loss, n=n):
+            def on_batch(n=n):
                 n[0] += 1
 
-            loss = cbp_epoch(model, opt, bank, np_rng, cfg, on_batch)
+            loss = cbp_epoch(model, opt, bank, np_rng, cfg, on_batch, precision)
             dt = time.perf_counter() - t0
             bar.update(
                 task, advance=1, status=f"epoch {epoch + 1} loss {loss:.4f}", rate=f"{n[0] / max(dt, 1e-9):.1f} it/s"
