@@ -43,7 +43,8 @@ def assets(tmp_path_factory):
     torch.save(torchvision.models.video.r2plus1d_18(weights=None).state_dict(), root / "models" / "r21d.pt")
     a["r21d"] = root / "models" / "r21d.pt"
     v = root / "videos"
-    # colour changes at 1.92 s = start of snippet 3 (48 frames at 25 fps), 4 s long -> 6 snippets
+    # colour changes at 1.92 s = start of snippet 3 (48 frames at 25 fps), 4 s long -> 7 snippets
+    # (6 whole ones and the trailing partial one of frames 96..99, padded with frame 99)
     a["c25"] = write_video(v / "c25.mp4", colour_frames([RED, BLUE], [48, 52]), fps=25)
     # the same timing at 30 fps: red for 58 frames (1.93 s), 120 frames (4 s)
     a["c30"] = write_video(v / "c30.mp4", colour_frames([RED, BLUE], [58, 62]), fps=30)
@@ -225,16 +226,19 @@ def test_reduced_precision_is_checked_against_fp32(assets, monkeypatch):
 
 
 def test_extract_video_time_axis(assets):
-    """Snippet k covers [k*16/25, (k+1)*16/25) s: a colour change at 1.92 s shows from snippet 3, at 25 and 30 fps."""
+    """Snippet k covers [k*16/25, (k+1)*16/25) s: a colour change at 1.92 s shows from snippet 3, at 25 and 30 fps.
+
+    100 grid frames give ceil(100 / 16) = 7 snippets: the trailing partial one (frames 96..99) is scored.
+    """
     from wtalkit.extract.pipeline import extract_video
 
     out25 = extract_video(assets["c25"], {"vlp": vlp(assets)})["vlp"]
     out30 = extract_video(assets["c30"], {"vlp": vlp(assets)})["vlp"]
-    assert out25.shape == (6, 32) and out25.dtype == np.float32
+    assert out25.shape == (7, 32) and out25.dtype == np.float32
     for out in (out25, out30):
         red, blue = out[0], out[5]
         assert cosine(red, blue) < 0.999  # the two colours are told apart
-        for k in range(6):
+        for k in range(7):
             np.testing.assert_allclose(out[k], red if k < 3 else blue, rtol=1e-3, atol=1e-3)
     # by time, not by frame index: at 30 fps, native frame 55 (1.83 s) is still red but snippet 3 is blue
     np.testing.assert_allclose(out30, out25, rtol=1e-3, atol=1e-3)
@@ -285,19 +289,22 @@ def test_snippet_frames_on_the_time_grid(assets, video, rate):
     out = extract_video(
         assets[video], {"cbp": cbp, "vlp": vlp3}, encoders={"cbp": CodeEncoder(8), "vlp": CodeEncoder(1)}, batch=7
     )
-    # 4 s = 100 grid frames: (100 - 8) // 4 + 1 = 24 snippets of frames [4k, 4k + 8)
-    assert out["cbp"].shape == (24, 8)
-    np.testing.assert_array_equal(out["cbp"], native(np.arange(24)[:, None] * 4 + np.arange(8)))
-    # 16-frame snippets, mean of frames 0, 8, 15 (evenly spaced, rounded) of each
-    assert out["vlp"].shape == (6, 1)
-    np.testing.assert_allclose(out["vlp"][:, 0], native(np.arange(6)[:, None] * 16 + [0, 8, 15]).mean(1))
+    # 4 s = 100 grid frames: ceil(100 / 4) = 25 snippets of frames [4k, 4k + 8), the last ones
+    # partial (snippet 24 = frames 96..99), padded with the last grid frame, 99
+    assert out["cbp"].shape == (25, 8)
+    np.testing.assert_array_equal(out["cbp"], native(np.minimum(np.arange(25)[:, None] * 4 + np.arange(8), 99)))
+    # 16-frame snippets, mean of frames 0, 8, 15 (evenly spaced, rounded) of each; snippet 6 = 96, 99, 99
+    assert out["vlp"].shape == (7, 1)
+    expected = native(np.minimum(np.arange(7)[:, None] * 16 + [0, 8, 15], 99)).mean(1)
+    np.testing.assert_allclose(out["vlp"][:, 0], expected)
 
 
 def test_short_and_bad_videos(assets):
     from wtalkit.extract.pipeline import extract_video
 
-    with pytest.raises(WtalError, match="shorter than one snippet"):
-        extract_video(assets["short"], {"vlp": vlp(assets)})
+    # a video shorter than one snippet (10 frames) is one partial snippet, no longer an error
+    short = extract_video(assets["short"], {"vlp": vlp(assets)})["vlp"]
+    assert short.shape == (1, 32) and np.isfinite(short).all()
     with pytest.raises(WtalError, match="cannot"):
         extract_video(assets["corrupt"], {"vlp": vlp(assets)})
 
@@ -361,16 +368,17 @@ def test_cli_dataset_with_failures(assets, tmp_path):
         ]
     )
     line = assert_one_line_error(res)
-    assert "5 of 7 videos failed" in line
+    assert "4 of 7 videos failed" in line
     for name in ("short", "corrupt", "truncated", "text", "empty"):
         assert name in res.stderr  # the summary table
     rows = {r["name"]: r for r in json.loads(res.stdout)["results"]}
-    assert {n for n, r in rows.items() if r["status"] == "failed"} == {"short", "corrupt", "truncated", "text", "empty"}
-    assert "shorter than one snippet" in rows["short"]["error"]
+    assert {n for n, r in rows.items() if r["status"] == "failed"} == {"corrupt", "truncated", "text", "empty"}
+    # shorter than one snippet: one partial snippet (padded with its last frame), not a failure
+    assert rows["short"]["status"] == "done" and rows["short"]["snippets"] == 1
     assert all("\n" not in r["error"] for r in rows.values() if r["error"])
     vlp_dir = ds / "features" / "vlp"
-    assert sorted(p.name for p in vlp_dir.iterdir()) == ["c25.npy", "c30.npy", "meta.json"]
-    assert np.load(vlp_dir / "c25.npy").shape == (6, 32)
+    assert sorted(p.name for p in vlp_dir.iterdir()) == ["c25.npy", "c30.npy", "meta.json", "short.npy"]
+    assert np.load(vlp_dir / "c25.npy").shape == (7, 32)
     meta = json.loads((vlp_dir / "meta.json").read_text())
     assert meta == {
         "backbone": f"clip:{assets['clip'].resolve()}",
@@ -386,14 +394,14 @@ def test_cli_dataset_with_failures(assets, tmp_path):
     assert ann.videos["old"].subset == "train" and ann.videos["old"].segments == [(0.5, 1.0, "Jump")]
     assert ann.videos["c25"].subset == "validation" and ann.videos["c25"].duration == pytest.approx(4.0)
     assert ann.videos["c30"].fps == pytest.approx(30.0) and ann.videos["c30"].duration == pytest.approx(4.0)
-    assert "short" not in ann.videos
+    assert ann.videos["short"].duration == pytest.approx(0.4)
     assert not [p for p in ds.rglob("*") if p.name.endswith(".tmp")]
     # the features load through the dataset reader of the rest of wtalkit
     from wtalkit.data.features import Dataset
 
     d = Dataset(ds)
-    assert [v.name for v in d.videos("validation", "vlp")] == ["c25", "c30"]
-    assert d.stream("vlp").load("c30").shape == (6, 32)
+    assert sorted(v.name for v in d.videos("validation", "vlp")) == ["c25", "c30", "short"]
+    assert d.stream("vlp").load("c30").shape == (7, 32)
 
 
 def test_cli_both_streams_and_json(assets, tmp_path):
@@ -416,17 +424,21 @@ def test_cli_both_streams_and_json(assets, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["done"] == 1 and summary["failed"] == 0 and summary["precision"]["cbp"] in ("fp32", "bf16")
+    # 22 frames: one whole snippet and the trailing partial one (frames 16..21)
     cbp = np.load(ds / "features" / "cbp" / "one.npy")
-    assert cbp.shape == (1, 512) and cbp.dtype == np.float32 and np.isfinite(cbp).all()
-    assert np.load(ds / "features" / "vlp" / "one.npy").shape == (1, 32)
+    assert cbp.shape == (2, 512) and cbp.dtype == np.float32 and np.isfinite(cbp).all()
+    assert np.load(ds / "features" / "vlp" / "one.npy").shape == (2, 32)
     assert json.loads((ds / "features" / "cbp" / "meta.json").read_text())["backbone"] == "torchvision:r2plus1d_18"
     # the cbp feature is the pooled classifier feature of the snippet's 16 frames
     from wtalkit.extract.encoders import VideoClassifierEncoder
     from wtalkit.extract.video import iter_frames
 
-    frames = np.concatenate([f for _, f in iter_frames(assets["one"], 25)])[:16]
-    ref = VideoClassifierEncoder("r2plus1d_18", weights=assets["r21d"], precision="fp32").encode(frames[None])
-    assert cosine(cbp, ref)[0] > 0.999  # the decoder resized to 128x171 in the pipeline
+    frames = np.concatenate([f for _, f in iter_frames(assets["one"], 25)])
+    assert len(frames) == 22
+    # the partial snippet is padded by repeating the last frame: frames 16..21, then 21 ten times
+    clips = np.stack([frames[:16], frames[np.minimum(np.arange(16, 32), 21)]])
+    ref = VideoClassifierEncoder("r2plus1d_18", weights=assets["r21d"], precision="fp32").encode(clips)
+    assert (cosine(cbp, ref) > 0.999).all()  # the decoder resized to 128x171 in the pipeline
 
 
 def test_resume_after_interruption_gives_identical_files(assets, tmp_path):

@@ -1,4 +1,4 @@
-"""``wtalkit extract``: raw videos -> ``vlp`` (CLIP) and ``cbp`` (Kinetics video model) feature streams."""
+"""``wtalkit extract``: raw videos -> ``vlp`` (CLIP) and ``cbp`` (Kinetics video model or I3D) feature streams."""
 
 from __future__ import annotations
 
@@ -75,13 +75,29 @@ def _print_summary(summary) -> None:
     "--cbp-backbone",
     default=None,
     metavar="NAME",
-    help="Kinetics-400 torchvision model: r2plus1d_18 (default), r3d_18, mc3_18, s3d.",
+    help="Kinetics-400 model: r2plus1d_18 (default), r3d_18, mc3_18, s3d (torchvision), "
+    "or i3d (two-stream I3D, RGB + optical flow: the public WTAL features).",
 )
 @click.option(
     "--cbp-weights",
     default=None,
     metavar="PATH",
-    help="Local state-dict file for the cbp backbone (default: torchvision's cache).",
+    help="Local state-dict file for the cbp backbone (default: torchvision's cache); "
+    "for i3d: rgb=rgb_imagenet.pt,flow=flow_imagenet.pt (default: found by name in ~/.cache/wtalkit/weights).",
+)
+@click.option(
+    "--flow",
+    "flow",
+    default=None,
+    metavar="METHOD",
+    help="i3d optical flow: tvl1 (default; OpenCV contrib, CPU, as the public features), "
+    "raft (= raft_large) or raft_small (torchvision; fast on a GPU).",
+)
+@click.option(
+    "--flow-weights",
+    default=None,
+    metavar="PATH",
+    help="Local RAFT state dict for --flow raft/raft_small (default: torchvision's cache).",
 )
 @click.option("--fps", type=float, default=None, help="Snippet grid frame rate [default: 25 or meta.json].")
 @click.option("--snippet-length", type=int, default=None, help="Frames per snippet [default: 16 or meta.json].")
@@ -108,6 +124,8 @@ def extract(
     vlp_frames,
     cbp_backbone,
     cbp_weights,
+    flow,
+    flow_weights,
     fps,
     snippet_length,
     snippet_stride,
@@ -121,8 +139,9 @@ def extract(
     """Extract feature streams from raw VIDEOS (files, folders or .txt lists) into DATASET.
 
     Videos are decoded on the snippet grid (25 fps, 16-frame snippets by
-    default; other frame rates are resampled by time). Re-running skips
-    videos already done; undecodable videos are listed and skipped (exit 1).
+    default; other frame rates are resampled by time); the trailing partial
+    snippet is kept, padded with the last frame. Re-running skips videos
+    already done; undecodable videos are listed and skipped (exit 1).
     """
     import json
 
@@ -139,6 +158,8 @@ def extract(
         fps=fps,
         snippet_length=snippet_length,
         snippet_stride=snippet_stride,
+        flow=flow,
+        flow_weights=flow_weights,
     )
     summary = extract_dataset(
         list(videos),

@@ -387,12 +387,15 @@ def resolve_streams(
     fps: float | None = None,
     snippet_length: int | None = None,
     snippet_stride: int | None = None,
+    flow: str | None = None,
+    flow_weights=None,
 ) -> dict:
     """``{name: StreamSpec}`` for the requested stream names (``vlp``, ``cbp``).
 
     Unset options come from the stream's ``meta.json`` when the dataset already
     has one (so adding videos to a dataset keeps its backbone and grid), else
     from the defaults (ViT-B/16 centre frame, R(2+1)D-18, 25 fps, 16/16).
+    ``flow``/``flow_weights``: the optical flow of ``--cbp-backbone i3d``.
     """
     from wtalkit.data.annotations import read_json
     from wtalkit.data.features import StreamMeta
@@ -404,6 +407,8 @@ def resolve_streams(
     for n in names:
         if n not in ("vlp", "cbp"):
             raise WtalError(f"unknown feature stream '{n}' (choose from vlp, cbp)")
+    if (flow is not None or flow_weights) and "cbp" not in names:
+        raise WtalError("--flow and --flow-weights only apply to the cbp stream with --cbp-backbone i3d")
     out = {}
     for n in names:
         meta_path = Path(out_dir) / "features" / n / "meta.json"
@@ -428,11 +433,11 @@ def resolve_streams(
         else:
             if cbp_backbone is None and old is not None:
                 base = spec_from_meta(old)
-                if base.kind != "torchvision":
+                if base.kind not in ("torchvision", "i3d"):
                     raise WtalError(
-                        f"{meta_path}: backbone '{old.backbone}' is not a torchvision video model; "
+                        f"{meta_path}: backbone '{old.backbone}' is not a torchvision video model or I3D; "
                         f"the cbp stream needs one"
                     )
                 cbp_backbone = base.encoder
-            out[n] = cbp_spec(cbp_backbone or DEFAULT_CBP, cbp_weights, **grid)
+            out[n] = cbp_spec(cbp_backbone or DEFAULT_CBP, cbp_weights, **grid, flow=flow, flow_weights=flow_weights)
     return out

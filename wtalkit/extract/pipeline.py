@@ -13,6 +13,18 @@ is what ``meta.json`` (and so a checkpoint's stream metas) records::
     clip:ViT-B/16           CLIP image embedding of each snippet's centre frame
     clip:ViT-B/16@mean4     ... mean of 4 evenly spaced frames of each snippet
     torchvision:r2plus1d_18 Kinetics-400 R(2+1)D-18 on the snippet's frames, pooled
+    i3d-kinetics-rgb+flow   two-stream I3D, RGB || TV-L1 flow (the public WTAL features)
+    i3d-kinetics-rgb+flow@raft_large   ... with RAFT flow instead of TV-L1
+
+The trailing partial snippet: a video of ``n`` grid frames has
+``T = ceil(n / stride)`` snippets, every snippet that starts inside the video
+(so a detection can reach the video's end). Frames a snippet needs beyond the
+last grid frame are the last frame repeated (for I3D flow this means zero
+motion there), for every stream: a video classifier sees the padded clip, a
+CLIP stream's centre (or k) frames past the end are the last frame. The last
+snippet still owns ``[k*stride/fps, (k+1)*stride/fps)``, which may end up to one
+stride after the video does. (Public feature extractors mostly drop that
+snippet; scoring it changes nothing for the snippets before it.)
 
 :func:`spec_from_meta` turns a :class:`~wtalkit.data.features.StreamMeta` back
 into a :class:`StreamSpec` (``weights`` maps a backbone to a local file).
@@ -48,10 +60,12 @@ _MEAN_SUFFIX = re.compile(r"^(?P<enc>.+)@mean(?P<k>\d+)$")
 class StreamSpec:
     """What one feature stream is: an encoder and the snippet grid it runs on.
 
-    ``encoder``: ``clip:NAME_OR_PATH`` or ``torchvision:ARCH``.
+    ``encoder``: ``clip:NAME_OR_PATH``, ``torchvision:ARCH`` or an I3D name
+    (``i3d-kinetics-rgb+flow[@FLOW]``, see :mod:`wtalkit.extract.i3d`).
     ``frames_per_snippet`` (CLIP only): 1 = the snippet's centre frame, k > 1 =
     the mean of the embeddings of k evenly spaced frames of the snippet.
-    ``weights``: a local file to load instead of the backbone's standard weights.
+    ``weights``: a local file to load instead of the backbone's standard weights
+    (for I3D ``rgb=RGB.pt,flow=FLOW.pt[,raft=RAFT.pth]``).
     """
 
     encoder: str
@@ -62,8 +76,10 @@ class StreamSpec:
     weights: str | None = None
 
     def __post_init__(self):
-        if not (self.encoder.startswith("clip:") or self.encoder.startswith("torchvision:")):
-            raise WtalError(f"unknown feature encoder '{self.encoder}' (expected clip:MODEL or torchvision:ARCH)")
+        if not (self.encoder.startswith(("clip:", "torchvision:")) or _is_i3d(self.encoder)):
+            raise WtalError(
+                f"unknown feature encoder '{self.encoder}' (expected clip:MODEL, torchvision:ARCH or {_i3d_name()})"
+            )
         if not (self.fps > 0) or self.snippet_length < 1 or self.snippet_stride < 1:
             raise WtalError("fps, snippet length and snippet stride must be positive")
         if self.frames_per_snippet < 1 or self.frames_per_snippet > self.snippet_length:
@@ -71,12 +87,13 @@ class StreamSpec:
                 f"frames per snippet must be between 1 and the snippet length ({self.snippet_length}), "
                 f"got {self.frames_per_snippet}"
             )
-        if self.kind == "torchvision" and self.frames_per_snippet != 1:
+        if self.kind != "clip" and self.frames_per_snippet != 1:
             raise WtalError("frames per snippet only applies to CLIP streams (video models see the whole snippet)")
 
     @property
     def kind(self) -> str:
-        return self.encoder.split(":", 1)[0]
+        """``clip``, ``torchvision`` or ``i3d``."""
+        return "i3d" if _is_i3d(self.encoder) else self.encoder.split(":", 1)[0]
 
     @property
     def backbone(self) -> str:
@@ -89,6 +106,18 @@ class StreamSpec:
 
     def meta(self, dim: int) -> StreamMeta:
         return StreamMeta(self.backbone, int(dim), float(self.fps), self.snippet_length, self.snippet_stride)
+
+
+def _is_i3d(encoder: str) -> bool:
+    from wtalkit.extract.i3d import is_i3d_backbone
+
+    return is_i3d_backbone(encoder)
+
+
+def _i3d_name() -> str:
+    from wtalkit.extract.i3d import I3D_BACKBONE
+
+    return I3D_BACKBONE
 
 
 def vlp_spec(
@@ -113,14 +142,42 @@ def vlp_spec(
 
 
 def cbp_spec(
-    backbone: str = DEFAULT_CBP, weights=None, fps: float = 25.0, snippet_length: int = 16, snippet_stride: int = 16
+    backbone: str = DEFAULT_CBP,
+    weights=None,
+    fps: float = 25.0,
+    snippet_length: int = 16,
+    snippet_stride: int = 16,
+    flow: str | None = None,
+    flow_weights=None,
 ) -> StreamSpec:
-    """The ``cbp`` stream: a Kinetics-400 torchvision video classifier pooled per snippet."""
-    from wtalkit.extract.encoders import VIDEO_ARCHS
+    """The ``cbp`` stream: a Kinetics-400 torchvision video classifier pooled per snippet, or two-stream I3D.
 
+    ``backbone``: ``r2plus1d_18`` (``torchvision:`` prefix optional), ..., or ``i3d``
+    (also the full I3D backbone name). For I3D, ``weights`` is
+    ``rgb=RGB.pt,flow=FLOW.pt`` (parts left out come from the weights cache),
+    ``flow`` the optical flow method (``tvl1`` default, ``raft``, ``raft_small``)
+    and ``flow_weights`` a local RAFT state dict.
+    """
+    from wtalkit.extract.encoders import VIDEO_ARCHS
+    from wtalkit.extract.i3d import format_i3d_weights, i3d_backbone_name, parse_i3d_backbone, parse_i3d_weights
+
+    i3d_flow = "tvl1" if backbone == "i3d" else parse_i3d_backbone(backbone)
+    if i3d_flow is not None:
+        if flow is not None:
+            i3d_flow = flow
+        parts = parse_i3d_weights(weights)
+        if flow_weights:
+            parts["raft"] = str(flow_weights)
+        parts = {k: str(Path(v).expanduser().resolve()) for k, v in parts.items()}
+        encoder = i3d_backbone_name(i3d_flow)
+        if parts.get("raft") and encoder == _i3d_name():
+            raise WtalError("--flow-weights is for RAFT flow (--flow raft or raft_small); TV-L1 has no weights")
+        return StreamSpec(encoder, fps, snippet_length, snippet_stride, 1, format_i3d_weights(parts))
+    if flow is not None or flow_weights:
+        raise WtalError(f"--flow and --flow-weights only apply to --cbp-backbone i3d (got '{backbone}')")
     arch = backbone[len("torchvision:") :] if backbone.startswith("torchvision:") else backbone
     if arch not in VIDEO_ARCHS:
-        raise WtalError(f"unknown CBP backbone '{backbone}' (choose from {', '.join(VIDEO_ARCHS)})")
+        raise WtalError(f"unknown CBP backbone '{backbone}' (choose from {', '.join(VIDEO_ARCHS)}, i3d)")
     return StreamSpec(f"torchvision:{arch}", fps, snippet_length, snippet_stride, 1, str(weights) if weights else None)
 
 
@@ -135,16 +192,19 @@ def parse_backbone(backbone: str) -> tuple[str, int]:
 def spec_from_meta(meta: StreamMeta, weights: dict | None = None) -> StreamSpec:
     """Rebuild the :class:`StreamSpec` that produced a stream, from its ``meta.json`` / checkpoint meta.
 
-    ``weights`` maps a backbone (``"clip:ViT-B/16"``, ``"torchvision:r2plus1d_18"``;
-    the full name with ``@meanK`` works too) to a local weights file to use instead
-    of the standard one. Raises WtalError for backbones no wtalkit encoder made
-    (e.g. features computed elsewhere with I3D).
+    ``weights`` maps a backbone (``"clip:ViT-B/16"``, ``"torchvision:r2plus1d_18"``,
+    ``"i3d-kinetics-rgb+flow"``; the full name with ``@meanK`` works too) to a local
+    weights file to use instead of the standard one (for I3D the
+    ``rgb=...,flow=...`` string). I3D features imported from the public releases
+    (``i3d-kinetics-rgb+flow``) are rebuilt by wtalkit's I3D. Raises WtalError for
+    backbones no wtalkit encoder makes.
     """
     encoder, k = parse_backbone(meta.backbone)
-    if not (encoder.startswith("clip:") or encoder.startswith("torchvision:")):
+    if not (encoder.startswith("clip:") or encoder.startswith("torchvision:") or _is_i3d(encoder)):
         raise WtalError(
             f"stream backbone '{meta.backbone}' was not made by wtalkit extract "
-            f"(expected clip:MODEL or torchvision:ARCH); extract features for this video with the same tool"
+            f"(expected clip:MODEL, torchvision:ARCH or {_i3d_name()}); extract features for this video "
+            f"with the same tool"
         )
     w = None
     if weights:
@@ -160,6 +220,11 @@ def build_encoder(spec: StreamSpec, device="cpu", precision: str = "auto"):
 
     if spec.kind == "clip":
         return ClipImageEncoder(spec.encoder, device=device, precision=precision, weights=spec.weights)
+    if spec.kind == "i3d":
+        from wtalkit.extract.i3d import I3DEncoder, parse_i3d_backbone
+
+        flow = parse_i3d_backbone(spec.encoder)
+        return I3DEncoder(spec.weights, flow=flow, device=device, precision=precision)
     return VideoClassifierEncoder(spec.encoder, device=device, precision=precision, weights=spec.weights)
 
 
@@ -231,22 +296,35 @@ def prefetch(iterable: Iterable, depth: int = 2, threads: int = 1) -> Iterator:
 # --------------------------------------------------------------------------- one video
 
 
+def snippets_in(n_frames: int, stride: int) -> int:
+    """Snippets of a video of ``n_frames`` grid frames: every one starting inside it, ``ceil(n / stride)``.
+
+    The last one may be partial (padded with the last frame); see the module docstring.
+    """
+    return -(-max(0, int(n_frames)) // int(stride))
+
+
 def num_snippets(info: VideoInfo, spec: StreamSpec) -> int:
-    """T: whole snippets of the stream's grid in the video."""
-    return spec.grid.num_snippets(grid_length(info, spec.fps))
+    """T: snippets of the stream's grid in the video, the trailing partial one included."""
+    return snippets_in(grid_length(info, spec.fps), spec.snippet_stride)
 
 
 def _check_length(path, info: VideoInfo, spec: StreamSpec) -> int:
     t = num_snippets(info, spec)
     if t == 0:
-        need = spec.grid.window_seconds
-        raise WtalError(f"{path}: shorter than one snippet ({info.duration:.2f} s < {need:.2f} s)")
+        raise WtalError(f"{path}: no frame on the {spec.fps:g} fps grid ({info.duration:.3f} s)")
     return t
+
+
+def _snippet_frames(starts, length: int, n_frames: int):
+    """Grid frames ``[len(starts), length]`` of snippets; frames past the video's end are its last frame."""
+    return np.minimum(np.asarray(starts)[:, None] + np.arange(length)[None], n_frames - 1)
 
 
 def _extract_clip(path, info, spec, enc, T, batch, advance):
     grid = spec.grid
-    idx = grid.frame_indices(np.arange(T), spec.frames_per_snippet)  # [T, k] grid frames
+    n = grid_length(info, spec.fps)
+    idx = np.minimum(grid.frame_indices(np.arange(T), spec.frames_per_snippet), n - 1)  # [T, k] grid frames
     uniq = np.unique(idx)
     emb = np.zeros((len(uniq), enc.dim), np.float32)
     frames_iter = iter_grid_frames(path, spec.fps, batch=batch, indices=uniq, size=enc.decode_size, info=info)
@@ -266,12 +344,20 @@ def _extract_clip(path, info, spec, enc, T, batch, advance):
 
 
 def _extract_clips(path, info, spec, enc, T, batch, advance):
-    """Video classifier: each snippet's ``length`` grid frames are one clip."""
+    """Video classifier / I3D: each snippet's ``length`` grid frames are one clip (padded at the end).
+
+    An encoder with ``preprocess_stream`` (I3D) gets the decoded batches in grid
+    order instead of one batch at a time (its flow pairs each frame with the next),
+    and ``extra_frames`` more frames after each snippet are decoded for it.
+    """
     import torch
 
     L, stride = spec.snippet_length, spec.snippet_stride
+    n = grid_length(info, spec.fps)
     starts = np.arange(T) * stride
-    needed = np.unique((starts[:, None] + np.arange(L)[None]).ravel())
+    extra = int(getattr(enc, "extra_frames", 0))
+    needed = np.unique(_snippet_frames(starts, L + extra, n).ravel())
+    last_of = np.minimum(starts + L - 1, n - 1)  # the last real frame each snippet needs
     per_batch = max(1, batch // L)  # snippets per forward pass
     out = np.zeros((T, enc.dim), np.float32)
     buf_idx = np.zeros(0, np.int64)
@@ -279,22 +365,26 @@ def _extract_clips(path, info, spec, enc, T, batch, advance):
     k = 0  # next snippet to encode
     covered = 0
     frames_iter = iter_grid_frames(path, spec.fps, batch=max(batch, L), indices=needed, size=enc.decode_size, info=info)
-    with contextlib.closing(prefetch((g, enc.preprocess(f)) for g, f in frames_iter)) as batches:
+    if hasattr(enc, "preprocess_stream"):
+        produced = enc.preprocess_stream(frames_iter)
+    else:
+        produced = ((g, enc.preprocess(f)) for g, f in frames_iter)
+    with contextlib.closing(prefetch(produced)) as batches:
         for g, x in batches:
             buf_idx = np.concatenate([buf_idx, g])
             buf = x if buf is None else torch.cat([buf, x])
             last = int(buf_idx[-1])
             ready = 0  # snippets whose last frame has been decoded
-            while k + ready < T and starts[k + ready] + L - 1 <= last:
+            while k + ready < T and last_of[k + ready] <= last:
                 ready += 1
             while ready >= per_batch or (ready > 0 and k + ready == T):
-                n = min(ready, per_batch)
-                sel = np.searchsorted(buf_idx, starts[k : k + n, None] + np.arange(L)[None])  # [n, L]
-                clips = buf[torch.from_numpy(sel.ravel())].reshape(n, L, *buf.shape[1:])
-                out[k : k + n] = enc.encode_preprocessed(clips)
-                k += n
-                ready -= n
-                new = int(starts[k - 1] + stride) if k < T else grid_length(info, spec.fps)
+                m = min(ready, per_batch)
+                sel = np.searchsorted(buf_idx, _snippet_frames(starts[k : k + m], L, n))  # [m, L]
+                clips = buf[torch.from_numpy(sel.ravel())].reshape(m, L, *buf.shape[1:])
+                out[k : k + m] = enc.encode_preprocessed(clips)
+                k += m
+                ready -= m
+                new = int(starts[k - 1] + stride) if k < T else n
                 advance(new - covered)
                 covered = new
             if k < T:  # drop frames no later snippet uses
@@ -302,7 +392,7 @@ def _extract_clips(path, info, spec, enc, T, batch, advance):
                 buf_idx, buf = buf_idx[keep], buf[torch.from_numpy(keep)]
     if k != T:
         raise WtalError(f"{path}: decoded frames for {k} of {T} snippets")
-    advance(grid_length(info, spec.fps) - covered)
+    advance(n - covered)
     return out
 
 
@@ -323,7 +413,8 @@ def extract_video(
     ``wtalkit localize``). ``batch``: frames per forward pass. ``progress`` is
     called with increments of video (grid) frames processed, divided evenly
     between the streams. Raises WtalError (one line) if the video cannot be
-    decoded or is shorter than one snippet.
+    decoded or has no frame on a stream's grid. Snippets: ``ceil(grid frames / stride)``,
+    the trailing partial one padded with the last frame (module docstring).
     """
     import torch
 

@@ -49,6 +49,8 @@ class Predictor(TrainedModel):
 
 def localize_dataset(predictor: Predictor, dataset_dir, subset: str | None, on_video=None) -> dict:
     """Results JSON for a subset of a dataset (``{"results": {VIDEO: [...]}}``)."""
+    from wtalkit.localize.video import clip_to_duration
+
     ds = Dataset(dataset_dir)
     metas = {s: ds.stream(s).meta for s in predictor.streams}
     check_compatible(predictor.ckpt, ds.classes, metas, str(ds.root))
@@ -56,7 +58,8 @@ def localize_dataset(predictor: Predictor, dataset_dir, subset: str | None, on_v
     results = {}
     for v in vids:
         feats = {s: ds.stream(s).load(v.name) for s in predictor.streams}
-        results[v.name], _, _ = predictor.localize(feats, metas)
+        dets, _, _ = predictor.localize(feats, metas)
+        results[v.name] = clip_to_duration(dets, v.duration)  # the trailing partial snippet can pass the end
         if on_video:
             on_video(v.name)
     return {"results": results}

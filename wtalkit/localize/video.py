@@ -2,11 +2,15 @@
 
 A checkpoint records, for each stream it was trained on, the ``meta.json`` of
 its features: backbone, dimension and snippet grid. When the backbone is one
-``wtalkit extract`` makes (``clip:...``, ``torchvision:...``) the same
-encoder on the same grid turns a video into exactly the features the model
-expects, so ``wtalkit localize video.mp4 RUN`` needs no separate extraction
-step. Backbones made elsewhere (I3D from another codebase, synthetic data)
-cannot be rebuilt: those checkpoints take ``.npy`` feature files instead.
+``wtalkit extract`` makes (``clip:...``, ``torchvision:...``, two-stream I3D
+``i3d-kinetics-rgb+flow``) the same encoder on the same grid turns a video into
+the features the model expects, so ``wtalkit localize video.mp4 RUN`` needs no
+separate extraction step. That includes runs trained on the public THUMOS14 /
+ActivityNet I3D features (``wtalkit import-thumos`` records the same backbone
+name): their videos are encoded by wtalkit's I3D with TV-L1 flow (close to, not
+bit-identical with, the releases; see :mod:`wtalkit.extract.i3d`). Other
+backbones (synthetic data, unknown extractors) cannot be rebuilt: those
+checkpoints take ``.npy`` feature files instead.
 
 The library function is :func:`localize_videos`; :class:`VideoFeatures` is
 the reusable part (encoders built once, checked against the checkpoint).
@@ -14,6 +18,7 @@ the reusable part (encoders built once, checked against the checkpoint).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,37 +43,104 @@ class LocalizedVideo:
     video_scores: np.ndarray  # [C]
 
 
+def clip_to_duration(dets: list, duration: float | None) -> list:
+    """Detections with their segments cut at the video's end (``duration`` seconds, floored to the ms).
+
+    The trailing partial snippet owns a full stride of time, so a segment reaching
+    it can end up to one stride after the video does; a segment starting after the
+    end is dropped. ``duration`` None or not positive: unchanged.
+    """
+    if not duration or not duration > 0:
+        return dets
+    end = math.floor(float(duration) * 1000.0) / 1000.0
+    out = []
+    for d in dets:
+        s, e = d["segment"]
+        if s >= end:
+            continue
+        out.append({**d, "segment": [s, min(e, end)]})
+    return out
+
+
 def _encoder_of(meta: StreamMeta) -> str:
     from wtalkit.extract.pipeline import parse_backbone
 
     return parse_backbone(meta.backbone)[0]
 
 
+def _is_i3d(encoder: str) -> bool:
+    from wtalkit.extract.i3d import is_i3d_backbone
+
+    return is_i3d_backbone(encoder)
+
+
 def is_extractable(meta: StreamMeta) -> bool:
-    """True when ``wtalkit extract`` can rebuild this stream (a CLIP or torchvision backbone)."""
-    return _encoder_of(meta).startswith(("clip:", "torchvision:"))
+    """True when ``wtalkit extract`` can rebuild this stream (a CLIP, torchvision or I3D backbone)."""
+    enc = _encoder_of(meta)
+    return enc.startswith(("clip:", "torchvision:")) or _is_i3d(enc)
 
 
-def weights_for(metas: dict, streams, clip_weights=None, cbp_weights=None) -> dict:
+def _i3d_weights(opt: str, cbp_weights, flow_weights) -> str | None:
+    """``--cbp-weights rgb=..,flow=..`` (+ ``--flow-weights``) -> the I3D weights string, files checked."""
+    from wtalkit.extract.i3d import format_i3d_weights, parse_i3d_weights
+
+    try:
+        parts = parse_i3d_weights(cbp_weights)
+    except WtalError as e:
+        raise WtalError(f"{opt}: {e}") from None
+    if flow_weights:
+        parts["raft"] = str(flow_weights)
+    for key, path in parts.items():
+        if not Path(path).expanduser().is_file():
+            raise WtalError(f"{opt}: {key} weights file not found: {path}")
+    return format_i3d_weights({k: str(Path(v).expanduser()) for k, v in parts.items()})
+
+
+def weights_for(metas: dict, streams, clip_weights=None, cbp_weights=None, flow_weights=None) -> dict:
     """The ``weights`` mapping :func:`~wtalkit.extract.pipeline.spec_from_meta` reads, from the CLI's options.
 
     ``clip_weights`` replaces the weights of every CLIP stream, ``cbp_weights``
     those of every torchvision video stream (keyed by backbone, without any
-    ``@meanK``). A file that no stream of the checkpoint uses is an error: it
-    would otherwise be silently ignored.
+    ``@meanK``) or, written ``rgb=RGB.pt,flow=FLOW.pt``, of every I3D stream;
+    ``flow_weights`` is a RAFT state dict for I3D streams extracted with RAFT
+    flow. A file that no stream of the checkpoint uses is an error: it would
+    otherwise be silently ignored.
     """
+    from wtalkit.extract.i3d import parse_i3d_backbone
+
     out: dict = {}
+    encoders = [_encoder_of(metas[s]) for s in streams]
+    i3d = [e for e in encoders if _is_i3d(e)]
+    backbones = ", ".join(f"{s}: {metas[s].backbone}" for s in streams)
+    if flow_weights and not [e for e in i3d if parse_i3d_backbone(e) != "tvl1"]:
+        raise WtalError(
+            f"--flow-weights was given but no stream of the checkpoint uses I3D with RAFT flow ({backbones})"
+        )
+    if cbp_weights and i3d:
+        # I3D takes two files (rgb=,flow=); a torchvision stream beside it would need a third option
+        weights = _i3d_weights("--cbp-weights", cbp_weights, flow_weights)
+        for enc in i3d:
+            out[enc] = weights
+        cbp_weights = None if not [e for e in encoders if e.startswith("torchvision:")] else cbp_weights
+        if cbp_weights:
+            raise WtalError("--cbp-weights cannot name both the I3D and the torchvision weights of one checkpoint")
+    elif flow_weights:
+        for enc in i3d:
+            out[enc] = _i3d_weights("--flow-weights", None, flow_weights)
     for opt, path, prefix, what in (
         ("--clip-weights", clip_weights, "clip:", "CLIP"),
         ("--cbp-weights", cbp_weights, "torchvision:", "torchvision video"),
     ):
         if not path:
             continue
+        if "=" in str(path) and not Path(path).is_file() and prefix == "torchvision:":
+            raise WtalError(
+                f"{opt}: rgb=...,flow=... weights are for I3D, but no stream of the checkpoint uses I3D ({backbones})"
+            )
         if not Path(path).is_file():
             raise WtalError(f"{opt}: weights file not found: {path}")
-        used = [_encoder_of(metas[s]) for s in streams if _encoder_of(metas[s]).startswith(prefix)]
+        used = [e for e in encoders if e.startswith(prefix)]
         if not used:
-            backbones = ", ".join(f"{s}: {metas[s].backbone}" for s in streams)
             raise WtalError(f"{opt} was given but no stream of the checkpoint uses a {what} backbone ({backbones})")
         for enc in used:
             out[enc] = str(path)
@@ -204,7 +276,8 @@ def localize_videos(
     figure of a CBP run); ``on_video`` is called with a :class:`LocalizedVideo`
     after each video. ``console``: a Rich console for progress (stderr in the
     CLI). Every video is probed before any is encoded, so a missing or
-    unreadable file fails at once.
+    unreadable file fails at once. Segments are cut at each video's end
+    (:func:`clip_to_duration`; the trailing partial snippet is scored).
     """
     from wtalkit.extract.video import probe
 
@@ -231,6 +304,7 @@ def localize_videos(
             feats = features(p, info=infos[p], progress=bar.advance)
             main = {s: feats[s] for s in predictor.streams}
             dets, probs, video = predictor.localize(main, features.metas)
+            dets = clip_to_duration(dets, infos[p].duration)
             results[p.stem] = dets
             bar.video_done()
             if on_video is not None:
