@@ -66,3 +66,26 @@ def test_training_precision_and_autocast(tiny_dataset, tmp_path):
     # bf16 autocast really ran (other weights) and stayed close to fp32 over a few steps
     diffs = [float((runs["fp32"][k] - runs["bf16"][k]).abs().max()) for k in runs["fp32"]]
     assert max(diffs) > 0 and max(diffs) < 0.1
+
+
+def test_training_writes_tensorboard_curves(tiny_dataset, tmp_path):
+    """With the optional tensorboard extra (installed by the test command), a warm-up writes its loss curve."""
+    import pytest
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import TINY_SETS
+    from wtalkit.config import load_config
+    from wtalkit.train.warmup import train_warmup
+
+    cfg = load_config("demo", [*TINY_SETS, "train.device=cpu"])
+    train_warmup(tiny_dataset, tmp_path / "run", cfg)
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    loss = acc.Scalars("warmup/loss")
+    assert [e.step for e in loss] == [1, 2, 3]
+    logged = [
+        r["loss"] for r in map(__import__("json").loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())
+    ]
+    np.testing.assert_allclose([e.value for e in loss], logged, rtol=1e-6)

@@ -37,6 +37,7 @@ from wtalkit.models.checkpoint import run_checkpoint
 class Run:
     def __init__(self, path):
         self.path = Path(path)
+        self._tb = None  # a TensorBoard writer, opened on the first record when tensorboard is installed
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -48,9 +49,34 @@ class Run:
         wio.write_text(self.file("config.yaml"), cfg.to_yaml())
 
     def log(self, record: dict) -> None:
+        """Append a record to ``log.jsonl`` and, when TensorBoard is installed, its numbers to ``tensorboard/``."""
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.file("log.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
+        self._tensorboard(record)
+
+    def _tensorboard(self, record: dict) -> None:
+        """Scalars ``STAGE/KEY`` at the record's epoch (warm-up) or plan position (alternate); mAP lists per tIoU."""
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # the optional extra wtalkit[tensorboard] is not installed
+                self._tb = False
+                return
+            self._tb = SummaryWriter(str(self.path / "tensorboard"))
+        if self._tb is False:
+            return
+        stage = str(record.get("stage", "train"))
+        step = int(record.get("epoch", 0) if stage == "warmup" else record.get("position", record.get("round", 0)))
+        for key, value in record.items():
+            if key in ("stage", "epoch", "position", "round", "step", "seconds"):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._tb.add_scalar(f"{stage}/{key}", value, step)
+        if isinstance(record.get("mAP"), list) and isinstance(record.get("tiou"), list):
+            for t, m in zip(record["tiou"], record["mAP"]):
+                self._tb.add_scalar(f"{stage}/mAP@{t:g}", m, step)
+        self._tb.flush()
 
     def records(self) -> list:
         """The readable records of ``log.jsonl`` (a line cut short by a kill is skipped)."""
