@@ -123,3 +123,12 @@ def test_pseudolabel_overwrite_replaces_only_its_own_folder(places):
     assert_one_line_error(run_cli(["pseudolabel", places["RUN"], "-o", out]))
     assert run_cli(["pseudolabel", places["RUN"], "-o", out, "--overwrite"]).exit_code == 0
     shutil.rmtree(out)
+
+
+def test_extract_that_extracts_nothing_leaves_nothing(tmp_path, tiny_clip_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    out = tmp_path / "data"
+    line = assert_one_line_error(run_cli(["extract", junk, "-o", out, "--streams", "vlp", "--clip", tiny_clip_path]))
+    assert "nothing was extracted" in line and "the others" not in line
+    assert not out.exists()

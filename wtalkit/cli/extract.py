@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from wtalkit.cli.common import device_option, err_console
@@ -176,7 +178,10 @@ def extract(
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=1))
     if summary.failed:
-        raise WtalError(
-            f"{len(summary.failed)} of {len(summary.results)} videos failed (see the table above); "
-            f"the others were extracted"
+        others = len(summary.results) - len(summary.failed)
+        rest = (
+            f"the other {others} are in {out_dir}"
+            if others
+            else "nothing was extracted" + ("" if Path(out_dir).exists() else f" and {out_dir} was not created")
         )
+        raise WtalError(f"{len(summary.failed)} of {len(summary.results)} videos failed (see the table above); {rest}")

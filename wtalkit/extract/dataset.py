@@ -16,6 +16,7 @@ the dataset, with no partial file anywhere.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -233,6 +234,7 @@ def extract_dataset(
     if out_dir.exists() and not out_dir.is_dir():
         raise WtalError(f"output dataset path is not a folder: {out_dir}")
     dev = resolve_device(device)
+    created = not out_dir.exists()  # a run that extracts nothing removes the skeleton it made
     ann_path = out_dir / "annotations.json"
     ann = load_annotations(ann_path) if ann_path.exists() else Annotations([], {})
 
@@ -306,6 +308,8 @@ def extract_dataset(
             _run_pool(todo, streams, encoders, dev, workers, out_dir, progress, finish)
     finally:
         progress.close()
+        if created and not any(r.status == "done" for r in results.values()):
+            shutil.rmtree(out_dir, ignore_errors=True)
     ordered = [results[p.stem] for p in paths]
     return ExtractSummary(
         ordered,
