@@ -82,3 +82,30 @@ def test_detections_class_filter_and_fallback():
     # no class above theta_cls: the top one is kept
     dets = detections(probs, np.array([0.1, 0.2, 0.5]), g, ["a", "b", "c"], cfg)
     assert [d["label"] for d in dets] == ["c"]
+
+
+def test_outer_inner_contrast_by_hand():
+    from wtalkit.localize.proposals import run_oic
+
+    s = np.array([0.0, 0.2, 0.9, 0.8, 0.1, 0.0, 0.0, 0.0])
+    # run 2..3 (L = 2): band = trunc(2 - 0.5) = 1 .. 1 on the left, trunc(3 + 0.5) = 3 -> nothing on the right
+    np.testing.assert_allclose(run_oic(s, np.array([2]), np.array([3]), 0.5), [0.85 - 0.2 + 0.2 * 0.5])
+    # run 1..4 (L = 4): band {0} and {5}; inner mean 0.5
+    np.testing.assert_allclose(run_oic(s, np.array([1]), np.array([4]), 0.0), [0.5 - 0.0])
+    # a run covering the whole video has no band: 0 is subtracted
+    np.testing.assert_allclose(run_oic(s, np.array([0]), np.array([7]), 1.0, gamma=0.1), [s.mean() + 0.1])
+    # wider band: outer = 1 -> run 2..3 takes 0..1 and 4..5
+    np.testing.assert_allclose(run_oic(s, np.array([2]), np.array([3]), 0.0, outer=1.0), [0.85 - 0.3 / 4])
+
+
+def test_oic_proposals_through_the_config():
+    probs = np.zeros((10, 2))
+    probs[3:6, 1] = [0.6, 0.9, 0.6]
+    probs[2, 1] = 0.3
+    grid = SnippetGrid(25.0, 16, 16)
+    cfg = InferConfig(theta_cls=0.5, theta_loc=[0.5], proposals="oic", min_score=-1.0)
+    dets = detections(probs, np.array([0.1, 0.9]), grid, ["a", "b"], cfg)
+    assert len(dets) == 1 and dets[0]["label"] == "b"
+    # inner 0.7; band from trunc(3 - 0.75) = 2 to 2 on the left (0.3), trunc(5 + 0.75) = 5: none on the right
+    assert dets[0]["score"] == pytest.approx(0.7 - 0.3 + 0.2 * 0.9)
+    assert dets[0]["segment"] == [round(3 * 0.64, 3), round(6 * 0.64, 3)]

@@ -98,6 +98,9 @@ class InferConfig:
     nms_sigma: float = 0.5
     max_proposals: int = 200  # per video, after soft-NMS
     min_score: float = 0.001  # proposals whose score decays below this are dropped
+    proposals: Literal["max", "oic"] = "max"  # proposal score: max inside (the paper) or outer-inner contrast
+    oic_outer: float = 0.25  # oic: outer band on each side, as a fraction of the proposal's length
+    oic_gamma: float = 0.2  # oic: weight of the class's video score
 
 
 @dataclass
@@ -187,7 +190,8 @@ class Config:
                 ),
                 (i.nms_sigma > 0, "infer.nms_sigma must be positive"),
                 (i.max_proposals >= 1, "infer.max_proposals must be >= 1"),
-                (0 <= i.min_score <= 1, "infer.min_score must be in [0, 1]"),
+                (i.min_score <= 1, "infer.min_score must be <= 1"),
+                (i.oic_outer > 0 and i.oic_gamma >= 0, "infer.oic_outer must be positive and infer.oic_gamma >= 0"),
                 (
                     len(self.eval.tiou) >= 1 and all(0 < x <= 1 for x in self.eval.tiou),
                     "eval.tiou must be a non-empty list in (0, 1]",

@@ -28,7 +28,9 @@ def detections(probs: np.ndarray, video_scores: np.ndarray, grid: SnippetGrid, c
     keep = np.flatnonzero(video_scores > cfg.theta_cls)
     if len(keep) == 0:
         keep = np.array([int(np.argmax(video_scores))])
-    props = proposals_from_scores(probs, keep, cfg.theta_loc, grid)
+    props = proposals_from_scores(
+        probs, keep, cfg.theta_loc, grid, cfg.proposals, video_scores, cfg.oic_outer, cfg.oic_gamma
+    )
     props = soft_nms(props, sigma=cfg.nms_sigma, max_keep=cfg.max_proposals, min_score=cfg.min_score)
     return [
         {"label": classes[int(c)], "score": round(float(s), 6), "segment": [round(float(a), 3), round(float(b), 3)]}

@@ -2,8 +2,14 @@
 
 For each kept class and each threshold, connected runs of snippets whose
 score is >= the threshold become proposals; a proposal's span in seconds comes
-from :func:`wtalkit.timeaxis.SnippetGrid.to_seconds` and its score is the
-maximum frame score inside the run.
+from :func:`wtalkit.timeaxis.SnippetGrid.to_seconds`. Its score is either
+
+* ``max`` (the paper's reading, wtalkit's default): the maximum frame score inside the run, or
+* ``oic``, the outer-inner contrast of AutoLoc (Shou et al., ECCV 2018) as W-TALC, CO2-Net and
+  DELU score proposals: the mean score inside the run minus the mean score of an outer band of
+  ``outer`` times its length on each side (cut at the video's ends; 0 when the band is empty),
+  plus ``gamma`` times the class's video score. A band of ``outer * L`` snippets is truncated
+  toward zero, as those implementations do.
 """
 
 from __future__ import annotations
@@ -29,11 +35,39 @@ def run_max(scores: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarr
     return np.maximum.reduceat(padded, bounds)[0::2]
 
 
-def proposals_from_scores(probs: np.ndarray, class_ids, thresholds, grid: SnippetGrid) -> np.ndarray:
+def run_oic(
+    scores: np.ndarray, first: np.ndarray, last: np.ndarray, video_score: float, outer: float = 0.25, gamma: float = 0.2
+) -> np.ndarray:
+    """Outer-inner contrast of every inclusive run ``first..last`` of ``scores [T]`` (see the module doc)."""
+    if len(first) == 0:
+        return np.zeros(0, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    cs = np.concatenate([[0.0], np.cumsum(s)])
+    n = (last - first + 1).astype(np.float64)
+    inner = (cs[last + 1] - cs[first]) / n
+    lo = np.maximum(0, np.trunc(first - outer * n).astype(np.int64))
+    hi = np.minimum(len(s) - 1, np.trunc(last + outer * n).astype(np.int64))
+    count = (first - lo) + np.maximum(hi - last, 0)
+    total = (cs[first] - cs[lo]) + np.where(hi > last, cs[np.maximum(hi, last) + 1] - cs[last + 1], 0.0)
+    band = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    return inner - band + gamma * float(video_score)
+
+
+def proposals_from_scores(
+    probs: np.ndarray,
+    class_ids,
+    thresholds,
+    grid: SnippetGrid,
+    score: str = "max",
+    video_scores=None,
+    outer: float = 0.25,
+    gamma: float = 0.2,
+) -> np.ndarray:
     """Proposals for the classes ``class_ids`` from frame probabilities ``probs [T, C]``.
 
-    Returns a float array ``[N, 4]`` of ``(class_id, start_s, end_s, score)``.
-    A run found again at another threshold (same class, same snippets) is kept once.
+    Returns a float array ``[N, 4]`` of ``(class_id, start_s, end_s, score)``; ``score`` is ``max`` or
+    ``oic`` (which needs ``video_scores [C]``). A run found again at another threshold (same class,
+    same snippets) is kept once.
     """
     parts = []
     for c in class_ids:
@@ -51,7 +85,9 @@ def proposals_from_scores(probs: np.ndarray, class_ids, thresholds, grid: Snippe
                     np.full(len(first), c, dtype=np.float64),
                     grid.to_seconds(first),
                     grid.to_seconds(last + 1),
-                    run_max(col, first, last),
+                    run_max(col, first, last)
+                    if score == "max"
+                    else run_oic(col, first, last, video_scores[c], outer, gamma),
                 ],
                 axis=1,
             )
