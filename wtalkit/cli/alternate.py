@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wtalkit.cli.common import config_options, device_option, err_console, print_config
+from wtalkit.cli.common import config_options, device_option, err_console, precision_option, print_config
 
 
 @click.command()
@@ -22,13 +22,7 @@ from wtalkit.cli.common import config_options, device_option, err_console, print
 @click.option("--overwrite", is_flag=True, help="Train again even if RUN already holds alternate.pt.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-    default=None,
-    help="Mixed precision of the training steps [default: the config's train.precision: auto = bf16 on a GPU, "
-    "fp32 on the CPU].",
-)
+@precision_option
 def alternate(
     run_dir,
     dataset,

@@ -85,3 +85,14 @@ def device_option(f):
         metavar="DEVICE",
         help="cpu, cuda, cuda:N or auto (cuda when present) [default: auto; training: the config's train.device].",
     )(f)
+
+
+def precision_option(f):
+    """``--precision`` of the training commands (``train.precision``)."""
+    return click.option(
+        "--precision",
+        type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+        default=None,
+        help="Mixed precision of the training steps [default: the config's train.precision: auto = bf16 on a "
+        "GPU, fp32 on the CPU].",
+    )(f)

@@ -18,22 +18,35 @@ from wtalkit.cli.common import device_option, err_console, out_console
 )
 @click.option("--quick", is_flag=True, help="Fewer videos and epochs (a smoke test, about a minute).")
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--seeds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Run seeds SEED .. SEED+N-1 (data and training) and print mean ± std over them (in OUTPUT/seed_K).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @device_option
-def demo(output, quick, seed, quiet, device):
+def demo(output, quick, seed, seeds, quiet, device):
     """Generate a synthetic THUMOS14-structured dataset and run the whole pipeline.
 
     The data are synthetic (see README): real THUMOS14 video lengths and action
     layouts, with an incomplete CBP stream and an over-complete VLP stream.
     Ends by printing the mAP table.
     """
-    from wtalkit.demo import demo_table, miou_table, rounds_table, run_demo
+    from wtalkit.demo import demo_table, miou_table, rounds_table, run_demo_seeds, selection_line
 
-    report = run_demo(output, quick=quick, seed=seed, device=device, console=err_console, progress=not quiet)
+    reports = run_demo_seeds(
+        output, seeds=seeds, seed=seed, quick=quick, device=device, console=err_console, progress=not quiet
+    )
     console = out_console()
-    console.print(demo_table(report))
-    if report.rounds:
-        console.print(rounds_table(report))
-    if report.miou_rows:
-        console.print(miou_table(report))
-    console.print(f"demo finished in {report.seconds / 60:.1f} min; outputs in {output}/")
+    console.print(demo_table(reports))
+    if reports[0].rounds:
+        console.print(rounds_table(reports))
+    if reports[0].miou_rows:
+        console.print(miou_table(reports))
+    line = selection_line(reports)
+    if line:
+        console.print(line)
+    minutes = sum(r.seconds for r in reports) / 60
+    console.print(f"demo finished in {minutes:.1f} min; outputs in {output}/")

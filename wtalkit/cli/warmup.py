@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wtalkit.cli.common import config_options, device_option, err_console, print_config
+from wtalkit.cli.common import config_options, device_option, err_console, precision_option, print_config
 
 
 @click.command()
@@ -14,13 +14,7 @@ from wtalkit.cli.common import config_options, device_option, err_console, print
 @click.option("--overwrite", is_flag=True, help="Train again even if RUN already holds a finished warm-up.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-    default=None,
-    help="Mixed precision of the training steps [default: the config's train.precision: auto = bf16 on a GPU, "
-    "fp32 on the CPU].",
-)
+@precision_option
 def warmup(dataset, run_dir, config_source, overwrite, quiet, overrides, device, precision):
     """Warm up the CBP branch on DATASET with video-level labels only (MIL).
 
