@@ -6,6 +6,7 @@ from pathlib import Path
 
 from wtalkit import io as wio
 from wtalkit.config import load_config
+from wtalkit.data.features import Dataset
 from wtalkit.errors import WtalError
 from wtalkit.localize.plot import Plotter
 from wtalkit.localize.predict import Predictor, localize_dataset, localize_feature_files
@@ -72,7 +73,14 @@ def localize_inputs(
         ds = dataset or predictor.ckpt.get("dataset")
         if not ds:
             raise WtalError("no --dataset given and the run does not record one")
-        results = localize_dataset(predictor, ds, subset or cfg.data.test_subset)
+        subset = subset or cfg.data.test_subset
+        results = localize_dataset(predictor, ds, subset)
+        missing = Dataset(ds).missing(subset, predictor.streams[0])
+        if missing and console is not None:
+            console.print(
+                f"[yellow]note:[/] {len(missing)} video(s) of '{subset}' have no '{predictor.streams[0]}' features and "
+                f"were not localized (e.g. {missing[0]})"
+            )
         if plotter:
             plotter.draw_dataset(ds, list(results["results"]))
     if output:

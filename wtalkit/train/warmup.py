@@ -94,6 +94,12 @@ def train_warmup(
 
     dataset = Dataset(dataset_dir)
     bank = FeatureBank(dataset, cfg.data.train_subset, ("cbp",), require_labels=True)
+    missing = dataset.missing(cfg.data.train_subset, "cbp")
+    if missing and console is not None:
+        console.print(
+            f"[yellow]note:[/] {len(missing)} training video(s) have no 'cbp' features and are left out "
+            f"(e.g. {missing[0]})"
+        )
     fingerprint = dataset_fingerprint(dataset.classes, [v.name for v in bank.videos], bank.metas)
     state = None
     if last.exists():
