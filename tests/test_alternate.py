@@ -88,3 +88,107 @@ def test_only_f_leaves_vlp_and_only_b_leaves_cbp(tiny_dataset, tiny_clip_path, w
 def test_needs_warmup(tiny_dataset, tiny_clip_path, tmp_path):
     with pytest.raises(WtalError, match="no warm-up checkpoint"):
         train_alternate(tiny_dataset, tmp_path, cfg(tiny_clip_path))
+
+
+# --- issue 13: method rules, the label-free round choice, localize's default branch -----------
+
+
+def test_rules_are_checked_and_recorded(tiny_dataset, tiny_clip_path, warm, tmp_path):
+    from wtalkit.train.alternate import Rules, rules_of
+
+    assert rules_of(cfg(tiny_clip_path)) == Rules()  # the defaults: wtalkit's reading before issue 13
+    assert rules_of(cfg(tiny_clip_path), select="agreement").select == "agreement"
+    with pytest.raises(WtalError, match="train.conflict"):
+        Rules(conflict="vote")
+    with pytest.raises(WtalError, match="train.select"):
+        Rules(select="test-map")
+    final = train_alternate(
+        tiny_dataset, tmp_path, cfg(tiny_clip_path), warmup_ckpt=warm, rules=Rules(conflict="uncertain")
+    )
+    ck = load_checkpoint(final)
+    assert ck["rules"] == {"conflict": "uncertain", "f_cls_weight": 1.0, "select": "last"}
+    assert ck["selection"]["rule"] == "last" and ck["round"] == 2
+
+
+def test_conflicting_frames_are_not_distilled(tiny_dataset, tiny_clip_path, warm, monkeypatch):
+    """In an F step, the VLP teacher's confident foreground on a frame the CBP student confidently calls
+    background reaches the loss as uncertain (-1) under conflict=uncertain, as 1 under the default."""
+    import wtalkit.train.alternate as alt
+
+    seen = []
+
+    def spy(probs, features, pseudo, mask, cfg=None, generator=None, kd_keep=None):
+        seen.append(pseudo.clone())
+        return probs.sum() * 0.0, {"kd": 0.0, "fb": 0.0}
+
+    monkeypatch.setattr(alt, "distill_loss", spy)
+    for conflict, expected in (("teacher", 1), ("uncertain", -1)):
+        trainer = alt.Trainer(tiny_dataset, load_checkpoint(warm), cfg(tiny_clip_path), rules=alt.Rules(conflict))
+        # teacher (VLP) certain of foreground everywhere, student (CBP) certain of background everywhere
+        monkeypatch.setattr(
+            trainer,
+            "pseudo",
+            lambda model, x, mask, labels, t=trainer: torch.where(
+                labels.bool()[:, None, :].expand(x.shape[0], x.shape[1], -1),
+                torch.full((1,), 1 if model is t.vlp else 0, dtype=torch.int8),
+                torch.zeros((1,), dtype=torch.int8),
+            ),
+        )
+        seen.clear()
+        trainer.epoch("F", __import__("numpy").random.default_rng(0))
+        labelled = torch.cat([p[p != 0] for p in seen])
+        assert labelled.numel() > 0 and bool((labelled == expected).all()), conflict
+
+
+def test_agreement_rule_keeps_the_chosen_round(tiny_dataset, tiny_clip_path, warm, tmp_path, monkeypatch):
+    import wtalkit.train.alternate as alt
+
+    # a hand-made criterion sequence: round 1 agrees most, so alternate.pt must be round 1's models
+    scores = iter([0.7, 0.4])
+    monkeypatch.setattr(alt.Trainer, "agreement", lambda self: {"fg": 0.0, "bg": 0.0, "score": next(scores)})
+    final = train_alternate(
+        tiny_dataset, tmp_path, cfg(tiny_clip_path), warmup_ckpt=warm, rules=alt.Rules(select="agreement")
+    )
+    ck, r1, r2 = (load_checkpoint(p) for p in (final, tmp_path / "round_1.pt", tmp_path / "round_2.pt"))
+    assert ck["round"] == 1 and ck["selection"]["round"] == 1 and ck["selection"]["rule"] == "agreement"
+    assert [a["score"] for a in ck["selection"]["agreement"].values()] == [0.7, 0.4]
+    assert all(torch.equal(v, r1["models"]["cbp"][k]) for k, v in ck["models"]["cbp"].items())
+    assert any(not torch.equal(v, r2["models"]["cbp"][k]) for k, v in ck["models"]["cbp"].items())
+    import json
+
+    last = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()][-1]
+    assert last["selection"]["round"] == 1 and last["agreement"]["score"] == 0.4
+
+
+def test_agreement_is_measured_on_training_videos(tiny_dataset, tiny_clip_path, warm):
+    import wtalkit.train.alternate as alt
+
+    trainer = alt.Trainer(tiny_dataset, load_checkpoint(warm), cfg(tiny_clip_path))
+    assert {v.subset for v in trainer.bank.videos} == {"train"}
+    m = trainer.agreement()
+    assert set(m) == {"fg", "bg", "score"} and 0.0 <= m["score"] <= 1.0
+
+
+def test_localize_uses_the_runs_default_branch(tiny_dataset, tiny_clip_path, warm, tmp_path, monkeypatch):
+    import shutil
+
+    import wtalkit.localize.inputs as inputs
+
+    run = tmp_path / "only_b"
+    run.mkdir()
+    shutil.copy(warm, run / "warmup.pt")
+    train_alternate(tiny_dataset, run, cfg(tiny_clip_path, "train.schedule=only-b"))
+    assert load_checkpoint(run / "alternate.pt")["default_branch"] == "fused"
+    used = []
+    real = inputs.Predictor
+
+    def spy(*args, **kwargs):
+        p = real(*args, **kwargs)
+        used.append(p.branch)
+        return p
+
+    monkeypatch.setattr(inputs, "Predictor", spy)
+    inputs.localize_inputs(run, [], device="cpu")  # only-B is scored fused, as alternate reports it
+    inputs.localize_inputs(run, [], branch="cbp", device="cpu")  # an explicit --branch still wins
+    inputs.localize_inputs(warm, [], device="cpu")  # a warm-up (no default_branch) is CBP
+    assert used == ["fused", "cbp", "cbp"]

@@ -26,3 +26,41 @@ def test_demo_quick_prints_tables(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "-o", str(other), "--quick", "--quiet"])
     assert res.exit_code != 0 and "not a wtalkit demo folder" in res.output
     assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_tables_show_mean_and_std_over_seeds():
+    """--seeds N: every row of the mAP, rounds and Table-3 tables is mean ± std; one seed prints plain values."""
+    from rich.console import Console
+
+    from wtalkit.demo import DemoReport, DemoRow, demo_table, miou_table, rounds_table, selection_line
+
+    tiou = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+    def report(seed, a):
+        class Res:
+            pass
+
+        res = Res()
+        res.tiou, res.mAP = tiou, [a] * 7
+        return DemoReport(
+            rows=[DemoRow("CBP warm-up only", tiou, [a] * 7), DemoRow("alternate (3 rounds)", tiou, [a + 0.1] * 7)],
+            miou_rows=[("CBP warm-up", {"fg_iou": a, "bg_iou": 0.8, "mean": (a + 0.8) / 2})],
+            rounds=[("round_1", res)],
+            seed=seed,
+            selection={"rule": "agreement", "round": 1, "agreement": {"1": {"score": 0.5}}},
+        )
+
+    def text(table):
+        console = Console(width=250, record=True)
+        console.print(table)
+        return console.export_text()
+
+    one = [report(0, 0.30)]
+    assert "30.0" in text(demo_table(one)) and "±" not in text(demo_table(one)) + text(miou_table(one))
+    many = [report(0, 0.30), report(1, 0.34), report(2, 0.32)]
+    for t in (demo_table(many), rounds_table(many), miou_table(many)):
+        out = text(t)
+        assert "32.0 ± 2.0" in out and "seeds 0, 1, 2" in out
+    assert "42.0 ± 2.0" in text(demo_table(many))  # the alternate row
+    assert "80.0 ± 0.0" in text(miou_table(many))
+    assert "round 1" in selection_line(many) and "training split" in selection_line(many)

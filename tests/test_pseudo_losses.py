@@ -267,3 +267,52 @@ def test_save_rejects_bad_labels_without_writing(tmp_path):
     with pytest.raises(WtalError):
         save_pseudo_labels(tmp_path / "pl", {"v1": np.zeros((2, 2), dtype=np.float32)}, meta)
     assert not (tmp_path / "pl").exists()
+
+
+# --- conflicting frames, agreement, round selection (issue 13) -------------------------------
+
+from wtalkit.train.pseudo import Agreement, resolve_conflicts, select_round  # noqa: E402
+
+
+def test_conflicting_entries_become_uncertain():
+    # columns: class 0 (in the video), class 1 (not in the video)
+    teacher = np.array([[1, 0], [1, 0], [0, 0], [0, 0], [-1, 0], [1, 0]], dtype=np.int8)
+    student = np.array([[0, 0], [-1, 0], [1, 0], [0, 0], [1, 0], [1, 0]], dtype=np.int8)
+    out = resolve_conflicts(teacher, student)
+    # fg vs bg -> -1; student unsure -> teacher's; bg vs fg -> -1; agreement kept; teacher unsure stays -1
+    assert out.tolist() == [[-1, 0], [1, 0], [-1, 0], [0, 0], [-1, 0], [1, 0]]
+    assert out.dtype == np.int8
+    t = resolve_conflicts(torch.from_numpy(teacher), torch.from_numpy(student))
+    assert isinstance(t, torch.Tensor) and t.tolist() == out.tolist()
+    with pytest.raises(WtalError, match="shape"):
+        resolve_conflicts(teacher, student[:3])
+
+
+def test_conflicts_from_scores_end_to_end():
+    # a context frame: the VLP teacher says 0.8 (confident fg), the CBP student 0.02 (confident bg)
+    teacher = ternary_labels(np.array([[0.8], [0.8], [0.05]]), np.array([1]))
+    student = ternary_labels(np.array([[0.02], [0.2], [0.9]]), np.array([1]))
+    assert resolve_conflicts(teacher, student).ravel().tolist() == [-1, 1, -1]
+
+
+def test_agreement_is_class_agnostic_iou_between_branches():
+    acc = Agreement()
+    a = np.array([[1, 0], [0, 0], [0, 0], [-1, 0]], dtype=np.int8)
+    b = np.array([[0, 1], [0, 0], [1, 0], [0, 0]], dtype=np.int8)
+    acc.update(a, b)
+    m = acc.compute()
+    # fg: a {0}, b {0, 2} -> 1/2; bg: a {1, 2}, b {1, 3} -> 1/3
+    assert m["fg"] == pytest.approx(0.5) and m["bg"] == pytest.approx(1 / 3)
+    assert m["score"] == pytest.approx((0.5 + 1 / 3) / 2)
+    # both branches calling everything background agree on nothing in the foreground
+    collapsed = Agreement()
+    collapsed.update(np.zeros((4, 2), np.int8), np.zeros((4, 2), np.int8))
+    assert collapsed.compute() == {"fg": 0.0, "bg": 1.0, "score": 0.5}
+
+
+def test_select_round_on_a_hand_made_sequence():
+    assert select_round({1: 0.41, 2: 0.47, 3: 0.44}) == 2  # the round that agrees most, not the last
+    assert select_round({1: 0.5, 2: 0.5, 3: 0.2}) == 1  # ties: the earliest
+    assert select_round({1: float("nan"), 2: 0.1}) == 2  # NaN is never chosen
+    with pytest.raises(WtalError, match="finite"):
+        select_round({1: float("nan")})

@@ -86,6 +86,14 @@ class TrainConfig:
     complementary: bool = False  # true: B step distils only CBP's confident background, F step only VLP's foreground
     fuse: Literal["avg", "weighted"] = "avg"  # only-b: how CBP and VLP scores are fused at inference
     fuse_weight: float = 0.5  # weight of CBP for fuse=weighted
+    # Rules the paper leaves open (README "Alternate training: the paper and wtalkit's reading"):
+    conflict: Literal["teacher", "uncertain"] = (
+        "teacher"  # uncertain: entries the branches confidently disagree on are ignored
+    )
+    f_cls_weight: float = 1.0  # weight of CBP's MIL classification loss in the F step (0: only L_kd + λ·L_fb)
+    select: Literal["last", "agreement"] = (
+        "last"  # the round alternate.pt keeps (agreement: label-free, training split)
+    )
     seed: int = 0
     device: str = "auto"  # cpu, cuda, cuda:N or auto (cuda when present); --device overrides it
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU, fp32 on the CPU
@@ -182,6 +190,7 @@ class Config:
                 ),
                 (t.rounds >= 1, "train.rounds must be >= 1"),
                 (0 <= t.fuse_weight <= 1, "train.fuse_weight must be in [0, 1]"),
+                (t.f_cls_weight >= 0, "train.f_cls_weight must be >= 0"),
                 (t.seed >= 0, "train.seed must be >= 0"),
                 (0 <= i.theta_cls <= 1, "infer.theta_cls must be in [0, 1]"),
                 (

@@ -31,6 +31,23 @@ class DemoReport:
     miou_rows: list = field(default_factory=list)  # (name, dict)
     rounds: list = field(default_factory=list)  # (checkpoint name, DetectionResult) after each round
     seconds: float = 0.0
+    seed: int = 0
+    selection: dict | None = None  # alternate.pt's round choice (rule, round, label-free criteria)
+
+
+def run_demo_seeds(out_dir, *, seeds: int = 1, seed: int = 0, **kwargs) -> list:
+    """:func:`run_demo` for data/training seeds ``seed .. seed + seeds - 1``; one report per seed.
+
+    One seed writes to ``out_dir`` as before; several write to ``out_dir/seed_K`` each.
+    """
+    if seeds < 1:
+        raise WtalError(f"--seeds must be >= 1, got {seeds}")
+    if seed < 0:
+        raise WtalError(f"--seed must be >= 0, got {seed}")
+    if seeds == 1:
+        return [run_demo(out_dir, seed=seed, **kwargs)]
+    out = prepare_demo_folder(out_dir)
+    return [run_demo(out / f"seed_{s}", seed=s, **kwargs) for s in range(seed, seed + seeds)]
 
 
 def prepare_demo_folder(out_dir) -> Path:
@@ -146,53 +163,105 @@ def run_demo(
         evaluate=lambda ck: report.rounds.append((ck.stem, evaluate_run(ck, data, "cbp", device=cfg.train.device))),
     )
     add(f"alternate ({cfg.train.rounds} rounds)", evaluate_run(final, data, "cbp", device=cfg.train.device))
+    from wtalkit.models.checkpoint import load_checkpoint
+
+    report.seed = seed
+    report.selection = load_checkpoint(final).get("selection")
     report.miou_rows.append(("alternate: CBP", pseudo_labels(final, data, "cbp", test, device=cfg.train.device)[1]))
     report.miou_rows.append(("alternate: VLP", pseudo_labels(final, data, "vlp", test, device=cfg.train.device)[1]))
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def rounds_table(report: DemoReport):
-    """mAP of the CBP branch after warm-up and after each alternate round."""
+def _reports(report) -> list:
+    return list(report) if isinstance(report, (list, tuple)) else [report]
+
+
+def _cell(values) -> str:
+    """``12.3`` for one value; ``12.3 ± 1.4`` (mean ± sample standard deviation) for several."""
+    import numpy as np
+
+    v = 100 * np.asarray(values, dtype=np.float64)
+    if len(v) == 1:
+        return f"{v[0]:.1f}"
+    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+
+
+def _spread_title(title: str, reports: list) -> str:
+    if len(reports) == 1:
+        return title
+    return f"{title}; mean ± std over seeds {', '.join(str(r.seed) for r in reports)}"
+
+
+def rounds_table(report):
+    """mAP of the CBP branch after warm-up and after each alternate round (one report or a list: mean ± std)."""
     from rich.table import Table
 
     from wtalkit.eval.report import average_columns
 
-    table = Table(title="alternate training, CBP branch after each round: mAP (%)", title_justify="left")
+    reports = _reports(report)
+    title = _spread_title("alternate training, CBP branch after each round: mAP (%)", reports)
+    table = Table(title=title, title_justify="left")
     table.add_column("checkpoint", style="bold")
-    first = report.rows[0]
-    for label, _ in average_columns(first.tiou, first.mAP):
+    first = reports[0].rows[0]
+    labels = [label for label, _ in average_columns(first.tiou, first.mAP)]
+    for label in labels:
         table.add_column(f"avg {label}", justify="right")
-    table.add_row("warm-up", *[f"{100 * v:.1f}" for _, v in average_columns(first.tiou, first.mAP)])
-    for name, res in report.rounds:
-        table.add_row(name, *[f"{100 * v:.1f}" for _, v in average_columns(res.tiou, res.mAP)])
+
+    def cells(results):
+        return [_cell([average_columns(r.tiou, r.mAP)[j][1] for r in results]) for j in range(len(labels))]
+
+    table.add_row("warm-up", *cells([r.rows[0] for r in reports]))
+    for k, (name, _) in enumerate(reports[0].rounds):
+        table.add_row(name, *cells([r.rounds[k][1] for r in reports]))
     return table
 
 
-def demo_table(report: DemoReport):
+def demo_table(report):
     from rich.table import Table
 
     from wtalkit.eval.report import average_columns
 
-    tious = report.rows[0].tiou
-    table = Table(title="wtalkit demo: mAP (%) on synthetic THUMOS14-structured data", title_justify="left")
+    reports = _reports(report)
+    tious = reports[0].rows[0].tiou
+    title = _spread_title("wtalkit demo: mAP (%) on synthetic THUMOS14-structured data", reports)
+    table = Table(title=title, title_justify="left")
     table.add_column("model", style="bold")
     for t in tious:
         table.add_column(f"@{t:g}", justify="right")
     for label, _ in average_columns(tious, [0.0] * len(tious)):
         table.add_column(f"avg {label}", justify="right", style="cyan")
-    for row in report.rows:
-        avgs = [v for _, v in average_columns(row.tiou, row.mAP)]
-        table.add_row(row.name, *[f"{100 * m:.1f}" for m in row.mAP], *[f"{100 * a:.1f}" for a in avgs])
+    for i, row in enumerate(reports[0].rows):
+        same = [r.rows[i] for r in reports]
+        n_avg = len(average_columns(row.tiou, row.mAP))
+        at = [_cell([x.mAP[j] for x in same]) for j in range(len(row.tiou))]
+        avgs = [_cell([average_columns(x.tiou, x.mAP)[j][1] for x in same]) for j in range(n_avg)]
+        table.add_row(row.name, *at, *avgs)
     return table
 
 
-def miou_table(report: DemoReport):
+def miou_table(report):
     from rich.table import Table
 
-    table = Table(title="pseudo-label quality (paper's Table 3), class-agnostic frame labelling", title_justify="left")
+    reports = _reports(report)
+    title = _spread_title("pseudo-label quality (paper's Table 3), class-agnostic frame labelling", reports)
+    table = Table(title=title, title_justify="left")
     for col in ("pseudo-labels from", "FG mIoU (%)", "BG mIoU (%)", "mean (%)"):
         table.add_column(col, justify="left" if col.startswith("pseudo") else "right")
-    for name, m in report.miou_rows:
-        table.add_row(name, f"{100 * m['fg_iou']:.1f}", f"{100 * m['bg_iou']:.1f}", f"{100 * m['mean']:.1f}")
+    for i, (name, _) in enumerate(reports[0].miou_rows):
+        same = [r.miou_rows[i][1] for r in reports]
+        table.add_row(name, *[_cell([m[k] for m in same]) for k in ("fg_iou", "bg_iou", "mean")])
     return table
+
+
+def selection_line(report) -> str | None:
+    """How ``alternate.pt``'s round was chosen (only when a rule other than "last round" chose it)."""
+    reports = [r for r in _reports(report) if r.selection and r.selection.get("rule") != "last"]
+    if not reports:
+        return None
+    parts = []
+    for r in reports:
+        crit = ", ".join(f"{float(a['score']):.3f}" for a in r.selection["agreement"].values())
+        parts.append(f"seed {r.seed}: round {r.selection['round']} (criterion per round {crit})")
+    rule = reports[0].selection["rule"]
+    return f"alternate row: round chosen by '{rule}' on the training split (no test labels): " + "; ".join(parts)

@@ -154,12 +154,17 @@ def make_synthetic_dataset(
     confusion: float = 0.6,
     vlp_noise: float = 0.6,
     vlp_signal: float = 3.0,
+    long_actions: float = 0.0,
 ) -> Annotations:
     """Write ``annotations.json`` and ``features/{cbp,vlp}`` under ``out_dir``.
 
     ``text_embeddings [C, D]``: the CLIP text embeddings of the classes' plain prompts (the VLP stream is
     built around them, so its dimension is the CLIP embedding dimension). Train videos keep only
     video-level labels; test videos keep their segments.
+
+    ``long_actions`` > 0 gives ActivityNet-like videos: each keeps the class of its first THUMOS14
+    instance and a single instance covering that fraction of its duration (at a random position);
+    0 (the default) keeps the THUMOS14 instances.
     """
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -191,6 +196,10 @@ def make_synthetic_dataset(
             # A few THUMOS14 videos have actions past their recorded duration (as the importer finds):
             # the synthetic video covers them.
             v = dict(v, duration=max([float(v["duration"])] + [float(e) for _, e, _ in v["segments"]]))
+            if long_actions > 0:
+                length = long_actions * v["duration"]
+                start = float(rng.uniform(0, v["duration"] - length))
+                v["segments"] = [[start, start + length, v["segments"][0][2]]]
             T = max(1, int(np.floor(grid.to_snippet(v["duration"]))))
             centres = grid.to_seconds(np.arange(T) + 0.5)
             # --- vlp: modality offset + noise, class-specific text direction over (and around) instances

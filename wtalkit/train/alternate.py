@@ -10,7 +10,24 @@ Starting from the warm-up CBP branch, each round runs
   its MIL classification loss plus ``L_kd + λ·L_fb``.
 
 Pseudo-labels are computed on the fly, on exactly the crop being trained,
-by the frozen branch in eval mode (:func:`wtalkit.train.pseudo.ternary_labels`).
+by the frozen branch in eval mode (:func:`wtalkit.train.pseudo.ternary_labels`);
+since the teacher does not change during a step and has no dropout in eval mode,
+this equals computing them once per step on the same crops.
+
+Method rules that the paper leaves open (:class:`Rules`; read from ``train.<name>`` when the config
+has the field, else their defaults; recorded in every checkpoint and checked on resume):
+
+* ``conflict``: ``teacher`` (default) distils every confident entry of the teacher; ``uncertain``
+  makes entries where the student, in eval mode, is confident of the opposite uncertain
+  (:func:`wtalkit.train.pseudo.resolve_conflicts`).
+* ``f_cls_weight``: weight of CBP's MIL classification loss in the F step (1.0; 0 = only
+  ``L_kd + λ·L_fb``).
+* ``select``: ``last`` (default) keeps the last round as ``alternate.pt``; ``agreement`` keeps the
+  round whose two branches agree most on the *training* split (class-agnostic FG/BG IoU between
+  their pseudo-labels, :class:`wtalkit.train.pseudo.Agreement`): no test label is read. The
+  criterion of every round is logged (``agreement`` in the record of its last epoch) and stored in
+  ``round_K.pt``; ``alternate.pt`` and the run's last log record hold ``selection``: the rule, the
+  criteria and the chosen round.
 
 Ablation schedules (the paper's Tables 4-5): ``only-f`` (raw zero-shot VLP
 pseudo-labels train CBP; no B step), ``only-b`` (the warm CBP trains VLP; no F
@@ -32,6 +49,7 @@ on others is an error. ``RUN/round_K.pt`` holds each finished round,
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -48,7 +66,7 @@ from wtalkit.models.vlp import RawVLP
 from wtalkit.train.losses import distill_loss, mil_loss
 from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
-from wtalkit.train.pseudo import ternary_labels
+from wtalkit.train.pseudo import Agreement, resolve_conflicts, select_round, ternary_labels
 from wtalkit.train.run import (
     Run,
     check_fingerprint,
@@ -61,6 +79,33 @@ from wtalkit.train.run import (
 )
 
 LOG_STAGES = ("alternate", "alternate-eval")
+CONFLICT_RULES = ("teacher", "uncertain")
+SELECT_RULES = ("last", "agreement")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The alternate-training rules the paper leaves open (see the module docstring)."""
+
+    conflict: str = "teacher"
+    f_cls_weight: float = 1.0
+    select: str = "last"
+
+    def __post_init__(self):
+        if self.conflict not in CONFLICT_RULES:
+            raise WtalError(f"train.conflict must be one of {', '.join(CONFLICT_RULES)}, got '{self.conflict}'")
+        if self.select not in SELECT_RULES:
+            raise WtalError(f"train.select must be one of {', '.join(SELECT_RULES)}, got '{self.select}'")
+        if not self.f_cls_weight >= 0:
+            raise WtalError(f"train.f_cls_weight must be >= 0, got {self.f_cls_weight}")
+
+
+def rules_of(cfg: Config, **overrides) -> Rules:
+    """The rules of ``cfg`` (``train.conflict`` / ``train.f_cls_weight`` / ``train.select`` where the config
+    has them), with explicit ``overrides`` (not None) on top."""
+    values = {k: getattr(cfg.train, k) for k in Rules.__dataclass_fields__ if hasattr(cfg.train, k)}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Rules(**values)
 
 
 def plan(cfg: Config) -> list:
@@ -82,8 +127,9 @@ def default_branch(cfg: Config) -> str:
 class Trainer:
     """Holds both branches, their optimizers and the data for one alternate run."""
 
-    def __init__(self, dataset_dir, warm_ckpt: dict, cfg: Config, device="auto"):
+    def __init__(self, dataset_dir, warm_ckpt: dict, cfg: Config, device="auto", rules: Rules | None = None):
         self.cfg = cfg
+        self.rules = rules or rules_of(cfg)
         self.device = resolve_device(device)
         self.dataset = Dataset(dataset_dir)
         self.bank = FeatureBank(self.dataset, cfg.data.train_subset, ("cbp", "vlp"), require_labels=True)
@@ -123,17 +169,20 @@ class Trainer:
             mask = batch["mask"].to(self.device)
             labels = batch["labels"].to(self.device)
             pseudo = self.pseudo(teacher, batch["x"][t_stream].to(self.device), mask, labels)
+            x_student = batch["x"][s_stream].to(self.device)
+            if self.rules.conflict == "uncertain":  # the student's own confident opinion, without dropout
+                pseudo = resolve_conflicts(pseudo, self.pseudo(student, x_student, mask, labels))
             student.train()
-            out = student(batch["x"][s_stream].to(self.device), mask)
+            out = student(x_student, mask)
             # complementary distillation: the B step takes CBP's confident background (0) entries, the
             # F step VLP's confident foreground (1) entries; each branch passes on what it is reliable at
             kd_keep = (0 if step == "B" else 1) if cfg.train.complementary else None
             loss, parts = distill_loss(
                 out["probs"], out["features"], pseudo, mask, cfg.loss, generator=self.gen, kd_keep=kd_keep
             )
-            if step == "F":  # CBP keeps its own classification objective
+            if step == "F" and self.rules.f_cls_weight > 0:  # CBP keeps its own classification objective
                 cls = mil_loss(out["logits"], mask, labels, self.cbp.topk_ratio)
-                loss = loss + cls
+                loss = loss + self.rules.f_cls_weight * cls
                 parts["cls"] = cls.item()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -145,6 +194,26 @@ class Trainer:
                 sums[k] += v
             n += 1
         return {k: v / max(n, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def agreement(self) -> dict:
+        """Class-agnostic agreement of the two branches' pseudo-labels on whole training videos (eval mode)."""
+        acc = Agreement()
+        self.cbp.eval()
+        self.vlp.eval()
+        d = self.cfg.pseudo
+        for i in range(len(self.bank)):
+            n = int(self.bank.lengths()[i])
+            labels = torch.from_numpy(self.bank.labels[i])
+            probs = {
+                s: m(torch.from_numpy(self.bank.rows(s, i, 0, n))[None].to(self.device), None)["probs"][0].cpu()
+                for s, m in (("cbp", self.cbp), ("vlp", self.vlp))
+            }
+            acc.update(
+                ternary_labels(probs["cbp"], labels, d.delta_h, d.delta_l).numpy(),
+                ternary_labels(probs["vlp"], labels, d.delta_h, d.delta_l).numpy(),
+            )
+        return acc.compute()
 
     # -- state -------------------------------------------------------------------------------
     def models_state(self) -> dict:
@@ -177,8 +246,11 @@ def train_alternate(
     progress: bool = True,
     evaluate=None,
     stop_after_epochs: int | None = None,
+    rules: Rules | None = None,
 ) -> Path:
     """Run (or resume) alternate training; returns ``RUN/alternate.pt``.
+
+    ``rules``: the method rules (default :func:`rules_of` ``(cfg)``).
 
     ``warmup_ckpt``: the warm-up checkpoint (default ``RUN/warmup.pt``).
     ``evaluate(ckpt_path) -> dict | None``: called after every round (the CLI passes one that
@@ -204,8 +276,13 @@ def train_alternate(
             f"{last} was started with another config; rerun with the same --config/--set or pass --overwrite"
         )
 
+    rules = rules or rules_of(cfg)
+    if state is not None and state.get("rules", asdict(Rules())) != asdict(rules):
+        raise WtalError(
+            f"{last} was started with other alternate rules ({state.get('rules')}); rerun with the same or pass --overwrite"
+        )
     np_rng = seed_everything(cfg.train.seed)
-    trainer = Trainer(dataset_dir, warm, cfg, device=cfg.train.device)
+    trainer = Trainer(dataset_dir, warm, cfg, device=cfg.train.device, rules=rules)
     fingerprint = {
         **dataset_fingerprint(trainer.dataset.classes, [v.name for v in trainer.bank.videos], trainer.bank.metas),
         "warmup": tensors_digest(warm["models"]["cbp"]),
@@ -237,6 +314,7 @@ def train_alternate(
         "streams": {s: m.to_dict() for s, m in trainer.bank.metas.items()},
         "dataset": str(Path(dataset_dir).resolve()),
         "default_branch": default_branch(cfg),
+        "rules": asdict(rules),
     }
     done_now = 0
     with training_progress(console, progress and console is not None) as bar:
@@ -255,10 +333,19 @@ def train_alternate(
                 rate=f"{dt:.1f} s/epoch",
             )
             record = {"stage": "alternate", "position": pos, "round": rnd, "step": step, "epoch": ep}
-            run.log({**record, **stats, "seconds": dt})
             round_done = pos == len(steps) or steps[pos][0] != rnd
+            extra = {}
+            if round_done:  # the label-free criterion, logged with the round's last epoch
+                with isolated_rng():
+                    extra["agreement"] = trainer.agreement()
+                if pos == len(steps):
+                    extra["selection"] = _selection(run, rules, cfg.train.rounds, extra["agreement"])
+            run.log({**record, **stats, **extra, "seconds": dt})
             if round_done:
-                wio.save_torch(run.file(f"round_{rnd}.pt"), {**base, "models": trainer.models_state(), "round": rnd})
+                wio.save_torch(
+                    run.file(f"round_{rnd}.pt"),
+                    {**base, "models": trainer.models_state(), "round": rnd, "agreement": extra["agreement"]},
+                )
                 if evaluate is not None:
                     # Building models for the evaluation draws parameter inits: from a copy of the RNG
                     # streams, so that the training after it does not depend on whether it ran.
@@ -271,8 +358,31 @@ def train_alternate(
             done_now += 1
             if stop_after_epochs is not None and done_now >= stop_after_epochs and pos < len(steps):
                 return last
-    wio.save_torch(final, {**base, "models": trainer.models_state(), "round": cfg.train.rounds})
+    selection = _selection(run, rules, cfg.train.rounds)
+    chosen = selection["round"]
+    models = (
+        trainer.models_state()
+        if chosen == cfg.train.rounds
+        else load_checkpoint(run.file(f"round_{chosen}.pt"))["models"]
+    )
+    wio.save_torch(final, {**base, "models": models, "round": chosen, "selection": selection})
     return final
+
+
+def _selection(run: Run, rules: Rules, rounds: int, last_agreement: dict | None = None) -> dict:
+    """Which round ``alternate.pt`` keeps: ``{"rule", "round", "agreement": {round: criterion}}``.
+
+    The criteria of finished rounds are read from their ``round_K.pt`` files (so a resumed run chooses
+    as an uninterrupted one); ``last_agreement`` is the last round's when its file is not written yet.
+    """
+    agreements = {}
+    for r in range(1, rounds + 1):
+        if r == rounds and last_agreement is not None:
+            agreements[r] = last_agreement
+        else:
+            agreements[r] = load_checkpoint(run.file(f"round_{r}.pt"))["agreement"]
+    chosen = rounds if rules.select == "last" else select_round({r: a["score"] for r, a in agreements.items()})
+    return {"rule": rules.select, "round": chosen, "agreement": {str(r): a for r, a in agreements.items()}}
 
 
 def _position(record: dict, steps: list) -> float:
@@ -308,6 +418,7 @@ def alternate_run(
     progress: bool = True,
     on_config=None,
     evaluate=None,
+    rules: Rules | None = None,
 ) -> Path:
     """``wtalkit alternate``: alternate training of a warmed-up run folder.
 
@@ -343,4 +454,5 @@ def alternate_run(
         console=console,
         progress=progress,
         evaluate=(lambda ck: evaluate(ck, dataset)) if evaluate else None,
+        rules=rules,
     )

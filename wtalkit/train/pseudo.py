@@ -70,6 +70,66 @@ def ternary_labels(scores, video_labels, delta_h: float = 0.3, delta_l: float = 
     return out.astype(np.int8)
 
 
+def resolve_conflicts(teacher, student):
+    """The teacher's ternary labels, with entries on which the two branches confidently disagree made uncertain.
+
+    ``teacher`` and ``student`` are ternary labels of the same shape (numpy or torch, as
+    :func:`ternary_labels` returns them). An entry is a *conflict* when one branch says confident
+    foreground (``1``) and the other confident background (``0``); it becomes ``-1`` (ignored by the
+    losses). Entries where the student is uncertain keep the teacher's label, so the student still
+    learns what it does not know. Absent classes are ``0`` for both branches and never conflict.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(teacher, torch.Tensor):
+        student = torch.as_tensor(student, device=teacher.device)
+        if student.shape != teacher.shape:
+            raise WtalError(f"teacher {list(teacher.shape)} and student {list(student.shape)} labels differ in shape")
+        clash = ((teacher == 1) & (student == 0)) | ((teacher == 0) & (student == 1))
+        return torch.where(clash, torch.full_like(teacher, -1), teacher)
+    teacher, student = np.asarray(teacher), np.asarray(student)
+    if student.shape != teacher.shape:
+        raise WtalError(f"teacher {list(teacher.shape)} and student {list(student.shape)} labels differ in shape")
+    clash = ((teacher == 1) & (student == 0)) | ((teacher == 0) & (student == 1))
+    return np.where(clash, -1, teacher).astype(np.int8)
+
+
+class Agreement:
+    """Class-agnostic agreement of two branches' ternary labels on the same frames (no ground truth).
+
+    Per frame, a branch says *foreground* when some class is ``1`` and *background* when every class
+    is ``0`` (the Table-3 reading, :mod:`wtalkit.eval.pseudo`). Summed over videos,
+    ``fg = |fg_a ∩ fg_b| / |fg_a ∪ fg_b|`` and ``bg`` likewise; ``score`` is their mean, an empty
+    union counting 0 (two branches that both call everything background agree on nothing in the
+    foreground). Used to choose the alternate round without test labels.
+    """
+
+    def __init__(self):
+        self.inter = np.zeros(2, dtype=np.int64)
+        self.union = np.zeros(2, dtype=np.int64)
+
+    def update(self, a, b) -> None:
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape or a.ndim != 2:
+            raise WtalError(f"labels {list(a.shape)} and {list(b.shape)} must both be [T, C]")
+        fa, fb = (a == 1).any(1), (b == 1).any(1)
+        ba, bb = (a == 0).all(1), (b == 0).all(1)
+        self.inter += [np.sum(fa & fb), np.sum(ba & bb)]
+        self.union += [np.sum(fa | fb), np.sum(ba | bb)]
+
+    def compute(self) -> dict:
+        iou = self.inter / np.maximum(self.union, 1)
+        return {"fg": float(iou[0]), "bg": float(iou[1]), "score": float(iou.mean())}
+
+
+def select_round(criteria: dict) -> int:
+    """The round with the highest criterion (``{round: value}``); the earliest among equals, NaN never."""
+    finite = {r: v for r, v in criteria.items() if v == v}
+    if not finite:
+        raise WtalError("no round has a finite selection criterion")
+    best = max(finite.values())
+    return min(r for r, v in finite.items() if v == best)
+
+
 # --- ground truth on the snippet grid -------------------------------------------------------
 
 
