@@ -58,7 +58,7 @@ from wtalkit import io as wio
 from wtalkit.config import Config, load_config
 from wtalkit.data.features import Dataset
 from wtalkit.data.loader import FeatureBank
-from wtalkit.device import resolve_device
+from wtalkit.device import autocast, resolve_device, training_precision
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, build_vlp, load_branch
 from wtalkit.models.checkpoint import check_compatible, checkpoint_config, load_checkpoint
@@ -131,6 +131,7 @@ class Trainer:
         self.cfg = cfg
         self.rules = rules or rules_of(cfg)
         self.device = resolve_device(device)
+        self.precision = training_precision(cfg.train.precision, self.device)
         self.dataset = Dataset(dataset_dir)
         self.bank = FeatureBank(self.dataset, cfg.data.train_subset, ("cbp", "vlp"), require_labels=True)
         check_compatible(warm_ckpt, self.dataset.classes, self.bank.metas, str(self.dataset.root))
@@ -165,6 +166,7 @@ class Trainer:
             teacher = self.raw_vlp if self.raw_vlp is not None else self.vlp
             t_stream, student, s_stream, opt = "vlp", self.cbp, "cbp", self.opt_cbp
         sums, n = {"loss": 0.0, "kd": 0.0, "fb": 0.0, "cls": 0.0}, 0
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         for batch in self.bank.batches(np_rng, cfg.data.num_segments, cfg.data.batch_size):
             mask = batch["mask"].to(self.device)
             labels = batch["labels"].to(self.device)
@@ -173,7 +175,9 @@ class Trainer:
             if self.rules.conflict == "uncertain":  # the student's own confident opinion, without dropout
                 pseudo = resolve_conflicts(pseudo, self.pseudo(student, x_student, mask, labels))
             student.train()
-            out = student(x_student, mask)
+            with autocast(self.device, self.precision):
+                out = student(x_student, mask)
+            out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
             # complementary distillation: the B step takes CBP's confident background (0) entries, the
             # F step VLP's confident foreground (1) entries; each branch passes on what it is reliable at
             kd_keep = (0 if step == "B" else 1) if cfg.train.complementary else None
@@ -183,17 +187,20 @@ class Trainer:
             if step == "F" and self.rules.f_cls_weight > 0:  # CBP keeps its own classification objective
                 cls = mil_loss(out["logits"], mask, labels, self.cbp.topk_ratio)
                 loss = loss + self.rules.f_cls_weight * cls
-                parts["cls"] = cls.item()
+                parts["cls"] = cls.detach()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if cfg.optim.grad_clip > 0:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip)
-            opt.step()
-            sums["loss"] += loss.item()
+            scaler.step(opt)
+            scaler.update()
+            # summed on the device; read once per epoch (no host sync per step)
+            sums["loss"] = sums["loss"] + loss.detach()
             for k, v in parts.items():
-                sums[k] += v
+                sums[k] = sums[k] + v
             n += 1
-        return {k: v / max(n, 1) for k, v in sums.items()}
+        return {k: float(v) / max(n, 1) for k, v in sums.items()}
 
     @torch.no_grad()
     def agreement(self) -> dict:

@@ -132,8 +132,9 @@ def distill_loss(
     ``kd_keep`` (1 or 0), when given, distils only the teacher's confident
     entries of that value (the others count as uncertain for ``L_kd``); ``L_fb``
     always sees every confident frame, since it needs foreground *and* background.
-    Returns ``(total, {"kd": float, "fb": float})``, the unweighted values
-    for logging (0.0 for a disabled term).
+    Returns ``(total, {"kd": ..., "fb": ...})``, the unweighted values for logging as detached
+    0-dim tensors (0.0 for a disabled term): reading them is left to the caller, once per epoch,
+    so that a training step needs no host sync.
     """
     cfg = cfg or LossConfig()
     total = probs.sum() * 0.0
@@ -142,11 +143,11 @@ def distill_loss(
         kd_pseudo = pseudo if kd_keep is None else torch.where(pseudo == kd_keep, pseudo, torch.full_like(pseudo, -1))
         kd = kd_loss(probs, kd_pseudo, mask)
         total = total + kd
-        parts["kd"] = float(kd.detach())
+        parts["kd"] = kd.detach()
     if cfg.use_fb:
         fb = fb_loss(features, pseudo, mask, tau=cfg.tau, generator=generator)
         total = total + cfg.lambda_fb * fb
-        parts["fb"] = float(fb.detach())
+        parts["fb"] = fb.detach()
     return total, parts
 
 
