@@ -148,7 +148,10 @@ def test_clip_encoder_matches_clip_preprocessing(assets):
     from wtalkit.models.clip import _import_clip
 
     enc = ClipImageEncoder(str(assets["clip"]), precision="fp32")
-    assert enc.dim == 32 and enc.backbone == f"clip:{assets['clip'].resolve()}" and enc.precision == "fp32"
+    from wtalkit.extract.weights import file_digest
+
+    recorded = f"clip:{assets['clip'].name}#sha256={file_digest(assets['clip'])}"  # by content, not by path
+    assert enc.dim == 32 and enc.backbone == recorded and enc.precision == "fp32"
     rng = np.random.RandomState(0)
     # smooth random images (PIL's and torch's bicubic agree well away from pixel-level noise)
     small = rng.randint(0, 256, size=(3, 6, 8, 3)).astype(np.uint8)
@@ -315,8 +318,11 @@ def test_spec_from_meta_roundtrip(assets):
 
     spec = vlp(assets, frames_per_snippet=4, fps=30.0, snippet_length=8, snippet_stride=4)
     meta = spec.meta(32)
-    assert meta == StreamMeta(f"clip:{assets['clip'].resolve()}@mean4", 32, 30.0, 8, 4)
-    assert spec_from_meta(meta) == spec
+    from wtalkit.extract.weights import file_digest
+
+    recorded = f"clip:{assets['clip'].name}#sha256={file_digest(assets['clip'])}"
+    assert meta == StreamMeta(f"{recorded}@mean4", 32, 30.0, 8, 4)  # by content: no absolute path in meta.json
+    assert spec_from_meta(meta, {recorded: str(spec.weights)}) == spec
     cbp = cbp_spec("r2plus1d_18")
     meta = cbp.meta(512)
     assert meta.backbone == "torchvision:r2plus1d_18"
@@ -380,8 +386,10 @@ def test_cli_dataset_with_failures(assets, tmp_path):
     assert sorted(p.name for p in vlp_dir.iterdir()) == ["c25.npy", "c30.npy", "meta.json", "short.npy"]
     assert np.load(vlp_dir / "c25.npy").shape == (7, 32)
     meta = json.loads((vlp_dir / "meta.json").read_text())
+    from wtalkit.extract.weights import file_digest
+
     assert meta == {
-        "backbone": f"clip:{assets['clip'].resolve()}",
+        "backbone": f"clip:{assets['clip'].name}#sha256={file_digest(assets['clip'])}",
         "dim": 32,
         "fps": 25.0,
         "snippet_length": 16,
@@ -428,7 +436,10 @@ def test_cli_both_streams_and_json(assets, tmp_path):
     cbp = np.load(ds / "features" / "cbp" / "one.npy")
     assert cbp.shape == (2, 512) and cbp.dtype == np.float32 and np.isfinite(cbp).all()
     assert np.load(ds / "features" / "vlp" / "one.npy").shape == (2, 32)
-    assert json.loads((ds / "features" / "cbp" / "meta.json").read_text())["backbone"] == "torchvision:r2plus1d_18"
+    from wtalkit.extract.weights import file_digest
+
+    cbp_backbone = json.loads((ds / "features" / "cbp" / "meta.json").read_text())["backbone"]
+    assert cbp_backbone == f"torchvision:r2plus1d_18#sha256={file_digest(assets['r21d'])}"  # local weights: by content
     # the cbp feature is the pooled classifier feature of the snippet's 16 frames
     from wtalkit.extract.encoders import VideoClassifierEncoder
     from wtalkit.extract.video import iter_frames
@@ -479,13 +490,21 @@ def test_resume_after_interruption_gives_identical_files(assets, tmp_path):
     assert not list((ds / "features" / "vlp").glob(".*.tmp"))
 
 
-def test_rerun_skips_and_overwrite_redoes(assets, tmp_path):
+def test_rerun_skips_and_overwrite_redoes(assets, tmp_path, monkeypatch):
     ds = tmp_path / "ds"
     args = ["extract", str(assets["c25"]), "-o", str(ds), "--streams", "vlp", "--clip", str(assets["clip"]), "--json"]
     assert run_cli(args).exit_code == 0
     f = ds / "features" / "vlp" / "c25.npy"
     os.utime(f, (1, 1))
-    res = run_cli(args[:-3] + ["--json"])  # no --clip: the backbone comes from meta.json
+    # no --clip: the backbone comes from meta.json, which names the CLIP file by content; it is found in
+    # the weights cache (here: a renamed copy) and nowhere else
+    line = assert_one_line_error(run_cli(args[:-3] + ["--json"]))
+    assert "clip_tiny.pt" in line and "WTALKIT_WEIGHTS" in line
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "renamed.pt").write_bytes(assets["clip"].read_bytes())
+    monkeypatch.setenv("WTALKIT_WEIGHTS", str(cache))
+    res = run_cli(args[:-3] + ["--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["skipped"] == 1 and f.stat().st_mtime == 1
     res = run_cli(args + ["--overwrite"])

@@ -27,6 +27,7 @@ import numpy as np
 
 from wtalkit.device import resolve_device
 from wtalkit.errors import WtalError
+from wtalkit.extract.weights import find_weights, hashed_name, split_hashed
 
 MIN_COSINE = 0.999
 
@@ -128,14 +129,16 @@ def _to_tensor_nchw(frames, device):
 
 
 def clip_backbone_name(spec: str) -> str:
-    """``clip:NAME`` for a clip-anytorch model name, ``clip:/abs/path`` for a local file."""
+    """``clip:NAME`` for a clip-anytorch model name, ``clip:FILE#sha256=HEX`` for a local file."""
     from wtalkit.models.clip import _import_clip
 
     spec = spec[len("clip:") :] if spec.startswith("clip:") else spec
-    if spec in _import_clip().available_models():
+    if spec in _import_clip().available_models() or split_hashed(spec)[1]:
         return f"clip:{spec}"
     p = Path(spec).expanduser()
-    return f"clip:{p.resolve() if p.exists() else p}"
+    if p.is_file():  # recorded by content, not by path (see wtalkit.extract.weights)
+        return hashed_name("clip:", p)
+    return f"clip:{p}"
 
 
 class ClipImageEncoder(_Encoder):
@@ -151,7 +154,16 @@ class ClipImageEncoder(_Encoder):
 
         self.device = resolve_device(device)
         self.backbone = clip_backbone_name(spec)
-        source = str(weights) if weights else self.backbone[len("clip:") :]
+        name, digest = split_hashed(self.backbone[len("clip:") :])
+        given = Path(spec[len("clip:") :] if spec.startswith("clip:") else spec).expanduser()
+        if weights:
+            source = str(weights)
+        elif given.is_file():
+            source = str(given)
+        elif digest:
+            source = str(find_weights(Path(name).name, digest, "CLIP", extra_dirs=[clip_cache_dir()]))
+        else:  # a clip-anytorch name, or a path (recorded by wtalkit 0.1): load_clip says if it is neither
+            source = name
         clip = _import_clip()
         if source in clip.available_models():
             # Never reach for the network: a named model must already be in clip-anytorch's cache.
@@ -253,11 +265,14 @@ class VideoClassifierEncoder(_Encoder):
         import torch
         from torchvision.models import video as tvv
 
-        arch = spec[len("torchvision:") :] if spec.startswith("torchvision:") else spec
+        name, digest = split_hashed(spec)
+        arch = name[len("torchvision:") :] if name.startswith("torchvision:") else name
         if arch not in VIDEO_ARCHS:
             raise WtalError(f"unknown CBP backbone '{spec}' (choose from {', '.join(VIDEO_ARCHS)})")
+        if digest and weights is None:  # features made with local weights: find that file again by content
+            weights = find_weights(None, digest, f"torchvision {arch}")
         self.arch = arch
-        self.backbone = f"torchvision:{arch}"
+        self.backbone = f"torchvision:{arch}" + (f"#sha256={digest}" if digest else "")
         self.device = resolve_device(device)
         _, head, self.dim = VIDEO_ARCHS[arch]
         wenum = _video_weights_enum(arch)

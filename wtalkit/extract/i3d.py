@@ -61,7 +61,6 @@ flow estimator, recorded in the backbone name as ``...@raft_large``).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -69,6 +68,7 @@ import numpy as np
 
 from wtalkit.errors import WtalError
 from wtalkit.extract.encoders import _Encoder, _read_state_dict, _to_tensor_nchw
+from wtalkit.extract.weights import weights_cache_dir
 
 I3D_BACKBONE = "i3d-kinetics-rgb+flow"  # == wtalkit.data.thumos.CBP_META.backbone
 FEATURE_DIM = 1024  # per stream
@@ -149,12 +149,6 @@ def format_i3d_weights(parts: dict) -> str | None:
     """Inverse of :func:`parse_i3d_weights` (fixed key order); None when empty."""
     s = ",".join(f"{k}={parts[k]}" for k in ("rgb", "flow", "raft") if parts.get(k))
     return s or None
-
-
-def weights_cache_dir() -> Path:
-    """``$WTALKIT_WEIGHTS`` or ``~/.cache/wtalkit/weights``: where I3D weight files are found by name."""
-    env = os.environ.get("WTALKIT_WEIGHTS")
-    return Path(env).expanduser() if env else Path("~/.cache/wtalkit/weights").expanduser()
 
 
 def find_i3d_weights(stream: str, given=None) -> Path:

@@ -45,6 +45,7 @@ import numpy as np
 from wtalkit.data.features import StreamMeta
 from wtalkit.errors import WtalError
 from wtalkit.extract.video import VideoInfo, grid_length, iter_grid_frames, probe
+from wtalkit.extract.weights import file_digest
 from wtalkit.timeaxis import SnippetGrid
 
 DEFAULT_CLIP = "ViT-B/16"
@@ -131,6 +132,8 @@ def vlp_spec(
     """The ``vlp`` stream: CLIP image embeddings (``clip`` is a clip-anytorch name or a checkpoint path)."""
     from wtalkit.extract.encoders import clip_backbone_name
 
+    if weights is None and Path(str(clip)).expanduser().is_file():
+        weights = Path(str(clip)).expanduser()  # the file itself; the recorded name is its content hash
     return StreamSpec(
         clip_backbone_name(clip),
         fps,
@@ -178,7 +181,12 @@ def cbp_spec(
     arch = backbone[len("torchvision:") :] if backbone.startswith("torchvision:") else backbone
     if arch not in VIDEO_ARCHS:
         raise WtalError(f"unknown CBP backbone '{backbone}' (choose from {', '.join(VIDEO_ARCHS)}, i3d)")
-    return StreamSpec(f"torchvision:{arch}", fps, snippet_length, snippet_stride, 1, str(weights) if weights else None)
+    encoder = f"torchvision:{arch}"
+    if weights:  # local weights: recorded by content (wtalkit.extract.weights), so they are found again
+        if not Path(weights).expanduser().is_file():
+            raise WtalError(f"--cbp-weights: weights file not found: {weights}")
+        encoder = f"torchvision:{arch}#sha256={file_digest(Path(weights).expanduser())}"
+    return StreamSpec(encoder, fps, snippet_length, snippet_stride, 1, str(weights) if weights else None)
 
 
 def parse_backbone(backbone: str) -> tuple[str, int]:

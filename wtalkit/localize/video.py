@@ -255,6 +255,21 @@ class _Progress:
             self.bar.update(self.task, done=self.bar.tasks[0].fields["done"] + 1)
 
 
+def with_run_clip(metas: dict, streams, weights: dict, clip_model: str) -> dict:
+    """``weights`` plus the run's own CLIP file (``vlp.clip_model``) for the CLIP streams recorded by content
+    that no explicit file covers, when it is that very file (same SHA-256)."""
+    from wtalkit.extract.weights import file_digest, split_hashed
+
+    path = Path(str(clip_model)).expanduser()
+    for s in streams:
+        enc = _encoder_of(metas[s])
+        digest = split_hashed(enc)[1]
+        wanted = enc.startswith("clip:") and digest and enc not in weights and metas[s].backbone not in weights
+        if wanted and path.is_file() and file_digest(path) == digest:
+            weights[enc] = str(path)
+    return weights
+
+
 def localize_videos(
     predictor,
     videos: list,
@@ -292,6 +307,7 @@ def localize_videos(
             raise WtalError(f"two videos are both named '{p.stem}' ({seen[p.stem]} and {p}); results are keyed by name")
         seen[p.stem] = p.resolve()
     needed = tuple(dict.fromkeys(tuple(predictor.streams) + tuple(streams or ())))
+    weights = with_run_clip(predictor.metas, needed, dict(weights or {}), predictor.cfg.vlp.clip_model)
     features = VideoFeatures(predictor.metas, needed, weights, device=device, precision=precision)
     infos = {p: probe(p) for p in paths}
     results: dict = {}
