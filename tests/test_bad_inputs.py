@@ -132,3 +132,28 @@ def test_extract_that_extracts_nothing_leaves_nothing(tmp_path, tiny_clip_path):
     line = assert_one_line_error(run_cli(["extract", junk, "-o", out, "--streams", "vlp", "--clip", tiny_clip_path]))
     assert "nothing was extracted" in line and "the others" not in line
     assert not out.exists()
+
+
+def test_sigterm_leaves_no_temporary_file(tmp_path, tiny_clip_path):
+    """`online --realtime -o` killed with SIGTERM: exit non-zero, one line, no hidden temp file, no output."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    feats = tmp_path / "f"
+    feats.mkdir()
+    np.save(feats / "v.npy", np.random.default_rng(0).normal(size=(400, 32)).astype(np.float32))
+    out = tmp_path / "out" / "scores.jsonl"
+    args = [sys.executable, "-m", "wtalkit", "online", str(feats / "v.npy"), "--clip", str(tiny_clip_path)]
+    args += ["--classes", "a,b", "--feature-fps", "4", "--realtime", "-o", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.parent.exists() and any(out.parent.iterdir())):
+        time.sleep(0.1)  # the temporary output exists: the stream is running
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("Error:")]) == 1, err
+    assert not out.exists() and list(out.parent.iterdir()) == []
