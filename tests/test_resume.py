@@ -263,7 +263,8 @@ def test_kill_9_alternate_cli_resumes_bit_identically(tiny_dataset, tiny_clip_pa
     res = run_cli(["alternate", tmp_path / "ref", "--quiet"])  # uninterrupted (in this process)
     assert res.exit_code == 0, res.output
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the same number of threads as this process: float reductions differ between thread counts
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     cmd = [sys.executable, "-m", "wtalkit", "alternate", str(killed), "--quiet"]
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
