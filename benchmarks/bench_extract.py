@@ -137,7 +137,8 @@ def _run(args, tmp, console, threads, seconds, cbp_seconds, enc_n):
     from rich.console import Console
     from rich.table import Table
 
-    from wtalkit.extract.encoders import ClipImageEncoder, VideoClassifierEncoder, cpu_has_bf16
+    from wtalkit.device import cpu_has_bf16
+    from wtalkit.extract.encoders import ClipImageEncoder, VideoClassifierEncoder
     from wtalkit.extract.pipeline import cbp_spec, extract_video, vlp_spec
     from wtalkit.extract.video import grid_length, iter_grid_frames, probe
     from wtalkit.models.clip import save_random_clip

@@ -210,7 +210,9 @@ def test_reduced_precision_is_checked_against_fp32(assets, monkeypatch):
 
     frames = np.random.RandomState(2).randint(0, 256, size=(4, 48, 64, 3)).astype(np.uint8)
     ref = E.ClipImageEncoder(str(assets["clip"]), precision="fp32").encode(frames)
-    monkeypatch.setattr(E, "cpu_has_bf16", lambda: True)
+    from wtalkit import device as D
+
+    monkeypatch.setattr(D, "cpu_has_bf16", lambda: True)
     enc = E.ClipImageEncoder(str(assets["clip"]), precision="auto")
     assert enc.precision == "bf16"
     out = enc.encode(frames)

@@ -39,14 +39,50 @@ def resolve_device(spec=AUTO):
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matmul (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("flags"):
+                        return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split()))
+        except OSError:
+            return False
+    return False
+
+
+def _check_precision(precision) -> str:
+    precision = str(precision or "auto").lower()
+    if precision not in PRECISIONS:
+        raise WtalError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    return precision
+
+
+def inference_precision(precision: str, device) -> str:
+    """What ``--precision`` means for feature extraction: ``auto`` is bf16 on a GPU that has it (else fp16)
+    and on CPUs with native bf16, fp32 on other CPUs (each encoder checks its first batch against fp32)."""
+    import torch
+
+    precision = _check_precision(precision)
+    dev = torch.device(device)
+    if precision == "auto":
+        if dev.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_bf16() else "fp32"
+    if precision == "fp16" and dev.type == "cpu":
+        raise WtalError("fp16 is only supported on CUDA; use bf16 or fp32 on CPU")
+    return precision
+
+
 def training_precision(precision: str, device) -> str:
     """What ``train.precision`` means on ``device``: ``auto`` is bf16 on a CUDA GPU that has it (else
     fp16 there) and fp32 on the CPU; fp16 is refused on the CPU."""
     import torch
 
-    precision = str(precision or "auto").lower()
-    if precision not in PRECISIONS:
-        raise WtalError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    precision = _check_precision(precision)
     dev = torch.device(device)
     if precision == "auto":
         if dev.type != "cuda":

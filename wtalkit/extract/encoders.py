@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from wtalkit.device import resolve_device
+from wtalkit.device import inference_precision, resolve_device
 from wtalkit.errors import WtalError
 from wtalkit.extract.weights import find_weights, hashed_name, split_hashed
 
@@ -46,37 +45,6 @@ VIDEO_ARCHS = {
 # --------------------------------------------------------------------------- precision
 
 
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 matmul (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    if sys.platform.startswith("linux"):
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.startswith("flags"):
-                        flags = set(line.split(":", 1)[1].split())
-                        return bool({"avx512_bf16", "amx_bf16"} & flags)
-        except OSError:
-            return False
-    return False
-
-
-def resolve_precision(precision: str, device) -> str:
-    """``auto`` -> ``bf16`` on CUDA / bf16-capable CPUs, else ``fp32``; explicit values are kept."""
-    import torch
-
-    precision = (precision or "auto").lower()
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise WtalError(f"precision must be auto, fp32, bf16 or fp16, got '{precision}'")
-    dev = torch.device(device)
-    if precision == "auto":
-        if dev.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if cpu_has_bf16() else "fp32"
-    if precision == "fp16" and dev.type == "cpu":
-        raise WtalError("fp16 is only supported on CUDA; use bf16 or fp32 on CPU")
-    return precision
-
-
 class _Encoder:
     """Shared precision handling: autocast + a one-time fp32 check of the first batch."""
 
@@ -85,7 +53,7 @@ class _Encoder:
 
     def _init_precision(self, precision: str) -> None:
         self.requested_precision = (precision or "auto").lower()
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = inference_precision(precision, self.device)
         self.check_cosine: float | None = None  # min cosine(reduced, fp32) on the first batch
         self._checked = self.precision == "fp32" or self.requested_precision != "auto"
 
