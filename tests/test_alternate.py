@@ -188,7 +188,8 @@ def test_localize_uses_the_runs_default_branch(tiny_dataset, tiny_clip_path, war
         return p
 
     monkeypatch.setattr(inputs, "Predictor", spy)
-    inputs.localize_inputs(run, [], device="cpu")  # only-B is scored fused, as alternate reports it
+    res, _ = inputs.localize_inputs(run, [], device="cpu")  # only-B is scored fused, as alternate reports it
+    assert res["wtalkit"] == {"branch": "fused", "checkpoint": "alternate.pt"}  # recorded in the results
     inputs.localize_inputs(run, [], branch="cbp", device="cpu")  # an explicit --branch still wins
     inputs.localize_inputs(warm, [], device="cpu")  # a warm-up (no default_branch) is CBP
     assert used == ["fused", "cbp", "cbp"]

@@ -145,7 +145,8 @@ def test_videos_json_matches_dataset_features(world):
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)  # stdout is the JSON and nothing else
-    assert list(out) == ["results"] and sorted(out["results"]) == ["clip1", "clip30"]
+    assert list(out) == ["results", "wtalkit"] and sorted(out["results"]) == ["clip1", "clip30"]
+    assert out["wtalkit"]["branch"] == "cbp"
     for name, path in (("clip1", world["video"]), ("clip30", world["video30"])):
         dets = out["results"][name]
         duration = probe(path).duration

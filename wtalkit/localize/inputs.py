@@ -83,6 +83,8 @@ def localize_inputs(
             )
         if plotter:
             plotter.draw_dataset(ds, list(results["results"]))
+    # which model made these detections (read by nothing in the evaluation, which only needs "results")
+    results["wtalkit"] = {"branch": branch, "checkpoint": ckpt_path.name}
     if output:
         wio.write_json(output, results)
     return results, list(plotter.written) if plotter else []
