@@ -24,9 +24,10 @@ def test_inverse_and_vectorized():
 
 def test_num_snippets_and_frames():
     g = SnippetGrid(25.0, 16, 16)
-    assert g.num_snippets(15) == 0
-    assert g.num_snippets(16) == 1
-    assert g.num_snippets(47) == 2
+    assert g.num_snippets(15, partial=False) == 0
+    assert g.num_snippets(16, partial=False) == 1
+    assert g.num_snippets(47, partial=False) == 2
+    assert [g.num_snippets(n) for n in (0, 1, 15, 16, 17, 47, 48)] == [0, 1, 1, 1, 2, 3, 3]
     assert g.frame_indices(2).tolist() == [39]  # centre frame (rounded down) of frames 32..47
     assert g.frame_indices(0, 3).tolist() == [0, 8, 15]
 

@@ -61,11 +61,17 @@ class SnippetGrid:
         """Fractional snippet index of a time in seconds (inverse of :meth:`to_seconds`)."""
         return np.asarray(seconds, dtype=np.float64) * self.fps / self.stride
 
-    def num_snippets(self, num_frames: int) -> int:
-        """Number of whole snippets in a video of ``num_frames`` grid frames."""
-        if num_frames < self.length:
-            return 0
-        return (num_frames - self.length) // self.stride + 1
+    def num_snippets(self, num_frames: int, partial: bool = True) -> int:
+        """Snippets in a video of ``num_frames`` grid frames.
+
+        With ``partial`` (what ``wtalkit extract`` computes), every stride that holds a frame starts a
+        snippet, the trailing one padded with the last frame: ``ceil(num_frames / stride)``. Without,
+        only whole snippets count (most public feature releases drop the partial one).
+        """
+        n = max(0, int(num_frames))
+        if partial:
+            return -(-n // self.stride)
+        return 0 if n < self.length else (n - self.length) // self.stride + 1
 
     def frame_indices(self, k, n: int = 1):
         """Grid-frame indices of ``n`` evenly spaced frames inside snippet ``k``.

@@ -304,17 +304,9 @@ def prefetch(iterable: Iterable, depth: int = 2, threads: int = 1) -> Iterator:
 # --------------------------------------------------------------------------- one video
 
 
-def snippets_in(n_frames: int, stride: int) -> int:
-    """Snippets of a video of ``n_frames`` grid frames: every one starting inside it, ``ceil(n / stride)``.
-
-    The last one may be partial (padded with the last frame); see the module docstring.
-    """
-    return -(-max(0, int(n_frames)) // int(stride))
-
-
 def num_snippets(info: VideoInfo, spec: StreamSpec) -> int:
     """T: snippets of the stream's grid in the video, the trailing partial one included."""
-    return snippets_in(grid_length(info, spec.fps), spec.snippet_stride)
+    return spec.grid.num_snippets(grid_length(info, spec.fps))
 
 
 def _check_length(path, info: VideoInfo, spec: StreamSpec) -> int:
