@@ -100,6 +100,31 @@ def load_torch(path, what: str = "checkpoint"):
         raise WtalError(f"{path}: not a readable {what} ({_load_failure(e)})") from None
 
 
+def load_state_dict(path, what: str = "state dict") -> dict:
+    """A file of weights as ``{name: tensor}``, read with :func:`load_torch` (no code runs).
+
+    A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped. A missing file, an unreadable
+    one or one that holds no mapping of tensors is a one-line ``... not a loadable WHAT (why)``.
+    """
+    import torch
+
+    from wtalkit.errors import WtalError
+
+    path = Path(path)
+    if not path.is_file():
+        raise WtalError(f"weights file not found: {path}")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WtalError(f"{path}: not a loadable {what} ({_load_failure(e)})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WtalError(f"{path}: not a loadable {what} (expected a state dict: parameter names to tensors)")
+    return sd
+
+
 def _load_failure(e: Exception) -> str:
     """The one line that says why ``torch.load(weights_only=True)`` refused a file."""
     import re

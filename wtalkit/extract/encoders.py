@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wtalkit import io as wio
 from wtalkit.device import inference_precision, resolve_device
 from wtalkit.errors import WtalError
 from wtalkit.extract.weights import find_weights, hashed_name, split_hashed
@@ -201,21 +202,9 @@ def _video_weights_enum(arch: str):
 
 
 def _read_state_dict(path: Path) -> dict:
-    import torch
-
-    if not path.is_file():
-        raise WtalError(f"weights file not found: {path}")
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WtalError(
-            f"{path}: not a loadable state dict ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
-        ) from None
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not all(hasattr(v, "shape") for v in sd.values()):
-        raise WtalError(f"{path}: expected a state dict (a mapping of parameter names to tensors)")
+    """A local weights file as ``{name: tensor}`` (:func:`wtalkit.io.load_state_dict`), ``module.`` prefixes
+    of DataParallel checkpoints removed."""
+    sd = wio.load_state_dict(path, "state dict")
     return {re.sub(r"^module\.", "", k): v for k, v in sd.items()}
 
 

@@ -129,16 +129,7 @@ def _clip_state_dict(path: Path) -> dict:
             return torch.jit.load(str(path), map_location="cpu").state_dict()
     except Exception:  # not a TorchScript archive: a plain state dict, read without running code
         pass
-    try:
-        sd = wio.load_torch(path, "CLIP checkpoint")
-    except WtalError as e:
-        raise WtalError(str(e).replace("not a readable", "not a loadable", 1)) from None
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise WtalError(f"{path}: not a loadable CLIP checkpoint (expected a state dict of tensors)")
-    return sd
+    return wio.load_state_dict(path, "CLIP checkpoint")
 
 
 def _build_clip(clip, state_dict: dict, path: Path):
