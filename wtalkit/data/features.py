@@ -188,9 +188,12 @@ class Dataset:
         return self._streams[name]
 
     def missing(self, subset: str | None, stream: str) -> list:
-        """Names of the videos of ``subset`` that have no feature file in ``stream``."""
-        s = self.stream(stream)
-        return [v.name for v in self.annotations.subset(subset) if not s.has(v.name)]
+        """Names of the videos of ``subset`` that have no feature file in ``stream`` (what :meth:`videos`
+        recorded when it ran for them; looked up otherwise)."""
+        if (subset, stream) not in self.skipped:
+            s = self.stream(stream)
+            self.skipped[(subset, stream)] = [v.name for v in self.annotations.subset(subset) if not s.has(v.name)]
+        return self.skipped[(subset, stream)]
 
     def videos(self, subset: str | None, stream: str | None = None) -> list:
         """Videos of a subset; with ``stream``, only those whose features exist (error if none).

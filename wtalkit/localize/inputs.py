@@ -57,7 +57,7 @@ def localize_inputs(
     feats = [p for p in inputs if p not in videos]
     if (clip_weights or cbp_weights) and not videos:
         raise WtalError("--clip-weights/--cbp-weights only apply to video inputs")
-    predictor = Predictor(ckpt_path, branch=branch, device=device or cfg.train.device, cfg=cfg)
+    predictor = Predictor(ckpt_path, branch=branch, device=device or cfg.train.device, cfg=cfg, ckpt=ckpt)
     plotter = Plotter(predictor, plot, plot_dir, plot_label) if (plot or plot_dir) else None
     if inputs:
         results = {"results": {}}
@@ -74,8 +74,9 @@ def localize_inputs(
         if not ds:
             raise WtalError("no --dataset given and the run does not record one")
         subset = subset or cfg.data.test_subset
-        results = localize_dataset(predictor, ds, subset)
-        missing = Dataset(ds).missing(subset, predictor.streams[0])
+        opened = Dataset(ds)
+        results = localize_dataset(predictor, opened, subset)
+        missing = opened.missing(subset, predictor.streams[0])  # recorded while localizing
         if missing and console is not None:
             console.print(
                 f"[yellow]note:[/] {len(missing)} video(s) of '{subset}' have no '{predictor.streams[0]}' features and "

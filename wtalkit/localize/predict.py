@@ -50,10 +50,11 @@ class Predictor(TrainedModel):
 
 
 def localize_dataset(predictor: Predictor, dataset_dir, subset: str | None, on_video=None) -> dict:
-    """Results JSON for a subset of a dataset (``{"results": {VIDEO: [...]}}``)."""
+    """Results JSON for a subset of a dataset (``{"results": {VIDEO: [...]}}``); ``dataset_dir`` is a
+    folder or an open :class:`~wtalkit.data.features.Dataset`."""
     from wtalkit.localize.video import clip_to_duration
 
-    ds = Dataset(dataset_dir)
+    ds = dataset_dir if isinstance(dataset_dir, Dataset) else Dataset(dataset_dir)
     metas = {s: ds.stream(s).meta for s in predictor.streams}
     check_compatible(predictor.ckpt, ds.classes, metas, str(ds.root))
     vids = ds.videos(subset, stream=predictor.streams[0])

@@ -24,11 +24,12 @@ BRANCHES = ("cbp", "vlp", "fused")
 class TrainedModel:
     """The trained branch(es) of a run folder or checkpoint file, ready to score videos."""
 
-    def __init__(self, run_or_ckpt, branch: str = "cbp", device: str = "auto", cfg: Config | None = None):
+    def __init__(self, run_or_ckpt, branch: str = "cbp", device: str = "auto", cfg: Config | None = None, ckpt=None):
+        """``ckpt``: the checkpoint dict of ``run_or_ckpt`` when the caller has already read it."""
         if branch not in BRANCHES:
             raise WtalError(f"unknown branch '{branch}'; choose from {', '.join(BRANCHES)}")
         self.path = resolve_checkpoint(run_or_ckpt)
-        self.ckpt = load_checkpoint(self.path)
+        self.ckpt = ckpt if ckpt is not None else load_checkpoint(self.path)
         self.cfg = cfg or checkpoint_config(self.ckpt)
         self.classes = list(self.ckpt["classes"])
         self.metas = {k: StreamMeta.from_dict(v) for k, v in self.ckpt["streams"].items()}

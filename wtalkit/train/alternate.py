@@ -209,8 +209,7 @@ class Trainer:
         self.cbp.eval()
         self.vlp.eval()
         d = self.cfg.pseudo
-        for i in range(len(self.bank)):
-            n = int(self.bank.lengths()[i])
+        for i, n in enumerate(self.bank.lengths().tolist()):
             labels = torch.from_numpy(self.bank.labels[i])
             probs = {
                 s: m(torch.from_numpy(self.bank.rows(s, i, 0, n))[None].to(self.device), None)["probs"][0].cpu()

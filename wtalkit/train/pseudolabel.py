@@ -123,8 +123,6 @@ def pseudolabel_run(
     from wtalkit.config import load_config
     from wtalkit.models.clip import check_template
 
-    if out_dir is not None:
-        check_pseudo_dir(out_dir, overwrite)
     for t in templates or ():
         check_template(t)
     ckpt = load_checkpoint(resolve_checkpoint(run))
