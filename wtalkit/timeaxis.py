@@ -119,15 +119,13 @@ def resample_indices(src: SnippetGrid, dst: SnippetGrid, n_dst: int, n_src: int)
 
     Used to align two feature streams sampled on different grids (nearest by time, clipped to range).
     """
-    centre = dst.to_seconds(np.arange(n_dst) + 0.5)
-    idx = np.floor(src.to_snippet(centre)).astype(np.int64)
+    # 1e-9: a centre that lands on a span boundary up to float rounding belongs to the later span
+    idx = np.floor(src.to_snippet(dst.centres(n_dst)) + 1e-9).astype(np.int64)
     return np.clip(idx, 0, max(n_src - 1, 0))
 
 
 def regrid_indices(src: SnippetGrid, dst: SnippetGrid, n_src: int) -> np.ndarray:
     """A stream of ``n_src`` snippets on ``src`` put on grid ``dst``: for every ``dst`` snippet inside the
     stream's duration (at least one), the ``src`` snippet that owns its centre time (nearest by time)."""
-    duration = float(src.to_seconds(n_src))
-    n_dst = max(1, int(np.floor(float(dst.to_snippet(duration)) + 1e-6)))
-    idx = np.floor(src.to_snippet(dst.centres(n_dst)) + 1e-9).astype(np.int64)
-    return np.clip(idx, 0, max(n_src - 1, 0))
+    n_dst = max(1, int(np.floor(float(dst.to_snippet(src.to_seconds(n_src))) + 1e-6)))
+    return resample_indices(src, dst, n_dst, n_src)
