@@ -38,27 +38,16 @@ RULES = {"uncertain": {"conflict": "uncertain"}, "nocls": {"f_cls_weight": 0.0},
 
 
 def make_data(root: Path, regime: str, seed: int, small: bool) -> tuple[Path, Path]:
-    from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
-    from wtalkit.demo import TEMPLATE
-    from wtalkit.models.clip import class_words, encode_class_prompts, load_clip, save_random_clip
-    from wtalkit.timeaxis import SnippetGrid
+    from wtalkit.data.synthetic import I3DStyle
+    from wtalkit.demo import write_synthetic_data
+    from wtalkit.models.clip import save_random_clip
 
     clip = root / f"clip-s{seed}.pt"
     save_random_clip(clip, "demo", seed=seed)  # as the demo: the CLIP's seed is the data seed
     data = root / f"{regime}-s{seed}"
-    model = load_clip(str(clip))
-    text = encode_class_prompts(model, [class_words(c) for c in thumos_layout()["classes"]], [TEMPLATE]).numpy()
     n_train, n_test = (100, 50) if small else (200, 100)
-    make_synthetic_dataset(
-        data,
-        text_embeddings=text,
-        n_train=n_train,
-        n_test=n_test,
-        cbp=I3DStyle(**REGIMES[regime]["cbp"]),
-        grid=SnippetGrid(25.0, 32, 32),
-        seed=seed,
-        **REGIMES[regime]["data"],
-    )
+    cbp = I3DStyle(**REGIMES[regime]["cbp"])
+    write_synthetic_data(data, clip, seed=seed, n_train=n_train, n_test=n_test, cbp=cbp, **REGIMES[regime]["data"])
     return clip, data
 
 

@@ -80,9 +80,9 @@ def export_reduced(data: Path, out: Path) -> None:
 
 
 def make_data(root: Path, regime: str, seed: int) -> tuple[Path, Path]:
-    from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
-    from wtalkit.demo import TEMPLATE
-    from wtalkit.models.clip import class_words, encode_class_prompts, load_clip, save_random_clip
+    from wtalkit.data.synthetic import I3DStyle
+    from wtalkit.demo import write_synthetic_data
+    from wtalkit.models.clip import save_random_clip
     from wtalkit.timeaxis import SnippetGrid
 
     clip = root / "clip.pt"
@@ -90,17 +90,8 @@ def make_data(root: Path, regime: str, seed: int) -> tuple[Path, Path]:
         save_random_clip(clip, "demo", seed=0)
     data = root / f"{regime}-s{seed}"
     if not (data / "annotations.json").exists():
-        model = load_clip(str(clip))
-        text = encode_class_prompts(model, [class_words(c) for c in thumos_layout()["classes"]], [TEMPLATE]).numpy()
-        make_synthetic_dataset(
-            data,
-            text_embeddings=text,
-            n_train=120,
-            n_test=60,
-            cbp=I3DStyle(**REGIMES[regime]),
-            grid=SnippetGrid(25.0, 16, 16),
-            seed=seed,
-        )
+        cbp = I3DStyle(**REGIMES[regime])
+        write_synthetic_data(data, clip, seed=seed, n_train=120, n_test=60, cbp=cbp, grid=SnippetGrid(25.0, 16, 16))
     return clip, data
 
 

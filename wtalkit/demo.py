@@ -59,31 +59,47 @@ def prepare_demo_folder(out_dir) -> Path:
     return out
 
 
-def build_demo_data(out: Path, quick: bool, seed: int, console=None) -> tuple[Path, Path]:
-    """The demo CLIP checkpoint and dataset (rebuilt each run: deterministic for a seed)."""
+def write_synthetic_data(
+    data: Path, clip_path, *, seed: int, n_train: int, n_test: int, cbp=None, grid=None, **generator
+) -> Path:
+    """A synthetic THUMOS14-structured dataset whose VLP stream is built around ``clip_path``'s embeddings of
+    the plain class prompts (:data:`TEMPLATE`): the demo's data, and the benchmarks' regimes.
+
+    ``cbp``: the :class:`~wtalkit.data.synthetic.I3DStyle` of the CBP stream (default ``I3DStyle()``);
+    ``grid``: the snippet grid (default 32-frame snippets at 25 fps); ``generator``: further parameters
+    of :func:`~wtalkit.data.synthetic.make_synthetic_dataset`.
+    """
     from wtalkit.data.synthetic import I3DStyle, make_synthetic_dataset, thumos_layout
-    from wtalkit.models.clip import class_words, encode_class_prompts, load_clip, save_random_clip
+    from wtalkit.models.clip import class_words, encode_class_prompts, load_clip
     from wtalkit.timeaxis import SnippetGrid
 
-    clip_path = save_random_clip(out / "clip_demo.pt", "demo", seed=seed)
     model = load_clip(str(clip_path))
-    classes = thumos_layout()["classes"]
-    text = encode_class_prompts(model, [class_words(c) for c in classes], [TEMPLATE]).numpy()
+    text = encode_class_prompts(model, [class_words(c) for c in thumos_layout()["classes"]], [TEMPLATE]).numpy()
+    make_synthetic_dataset(
+        data,
+        text_embeddings=text,
+        n_train=n_train,
+        n_test=n_test,
+        cbp=cbp or I3DStyle(),
+        grid=grid or SnippetGrid(25.0, 32, 32),
+        seed=seed,
+        **generator,
+    )
+    return data
+
+
+def build_demo_data(out: Path, quick: bool, seed: int, console=None) -> tuple[Path, Path]:
+    """The demo CLIP checkpoint and dataset (rebuilt each run: deterministic for a seed)."""
+    from wtalkit.models.clip import save_random_clip
+
+    clip_path = save_random_clip(out / "clip_demo.pt", "demo", seed=seed)
     data = out / "data"
     if data.exists():
         import shutil
 
         shutil.rmtree(data)
     n_train, n_test = (100, 40) if quick else (200, 100)
-    make_synthetic_dataset(
-        data,
-        text_embeddings=text,
-        n_train=n_train,
-        n_test=n_test,
-        cbp=I3DStyle(),
-        grid=SnippetGrid(25.0, 32, 32),
-        seed=seed,
-    )
+    write_synthetic_data(data, clip_path, seed=seed, n_train=n_train, n_test=n_test)
     if console:
         console.print(f"[green]synthetic dataset:[/] {data} ({n_train} train / {n_test} test videos, THUMOS14 layout)")
     return clip_path, data
