@@ -8,11 +8,10 @@ from wtalkit import io as wio
 from wtalkit.config import load_config
 from wtalkit.data.features import Dataset
 from wtalkit.errors import WtalError
+from wtalkit.extract.video import VIDEO_EXTENSIONS
 from wtalkit.localize.plot import Plotter
 from wtalkit.localize.predict import Predictor, localize_dataset, localize_feature_files
 from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
-
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
 
 
 def localize_inputs(
@@ -42,7 +41,7 @@ def localize_inputs(
     only-B stored fused). ``output``: where the results JSON is written (checked before any
     work; an existing file only with ``overwrite``).
     """
-    if Path(run).suffix.lower() in {".npy", *VIDEO_SUFFIXES}:
+    if Path(run).suffix.lower() in {".npy", *VIDEO_EXTENSIONS}:
         raise WtalError(f"RUN comes last: '{run}' looks like an input (usage: wtalkit localize [INPUTS]... RUN)")
     ckpt_path = resolve_checkpoint(run)
     ckpt = load_checkpoint(ckpt_path)
@@ -53,7 +52,7 @@ def localize_inputs(
             raise WtalError(f"input not found: {p}")
     if output:
         wio.check_output_file(output, overwrite)
-    videos = [p for p in inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    videos = [p for p in inputs if Path(p).suffix.lower() in VIDEO_EXTENSIONS]
     feats = [p for p in inputs if p not in videos]
     if (clip_weights or cbp_weights) and not videos:
         raise WtalError("--clip-weights/--cbp-weights only apply to video inputs")
