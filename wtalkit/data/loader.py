@@ -67,20 +67,17 @@ class FeatureBank:
         main = self.streams[0]
         grid = self.metas[main].grid
         for v in vids:
-            x = dataset.stream(main).load(v.name, mmap=True)  # validated; the map is dropped again below
-            self._lengths.append(len(x))
-            self._rows[main].append(None)
-            for s in self.streams[1:]:
-                y = dataset.stream(s).load(v.name, mmap=True)
-                same = self.metas[s].grid == grid and len(y) == len(x)
-                self._rows[s].append(None if same else resample_indices(self.metas[s].grid, grid, len(x), len(y)))
-                del y
-            del x
-            if in_memory:
-                for s in self.streams:
-                    rows = self._rows[s][-1]
-                    full = dataset.stream(s).load(v.name)
-                    self.feats[s].append(full if rows is None else full[rows])
+            # each file validated once through a memory map, dropped again at the end of the iteration
+            maps = {s: dataset.stream(s).load(v.name, mmap=True) for s in self.streams}
+            n = len(maps[main])
+            self._lengths.append(n)
+            for s, x in maps.items():
+                same = s == main or (self.metas[s].grid == grid and len(x) == n)
+                rows = None if same else resample_indices(self.metas[s].grid, grid, n, len(x))
+                self._rows[s].append(rows)
+                if in_memory:
+                    self.feats[s].append(np.array(x if rows is None else x[rows], dtype=np.float32))
+            del maps
 
     def __len__(self) -> int:
         return len(self.videos)
