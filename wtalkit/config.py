@@ -165,12 +165,7 @@ class Config:
                     "vlp.templates must be a non-empty list of strings with one '{}'",
                 ),
                 (
-                    all(
-                        x.count("{}") == 1
-                        and x.replace("{}", "").count("{") == 0
-                        and x.replace("{}", "").count("}") == 0
-                        for x in v.templates
-                    ),
+                    all(is_prompt_template(x) for x in v.templates),
                     "each of vlp.templates must hold exactly one '{}' and no other braces",
                 ),
                 (
@@ -208,6 +203,14 @@ class Config:
             ]
         )
         return self
+
+
+def is_prompt_template(template) -> bool:
+    """A prompt template holds exactly one ``{}`` (where the class name goes) and no other braces."""
+    if not isinstance(template, str) or template.count("{}") != 1:
+        return False
+    rest = template.replace("{}", "")
+    return "{" not in rest and "}" not in rest
 
 
 def check_all(checks) -> None:

@@ -18,6 +18,7 @@ import re
 import warnings
 from pathlib import Path
 
+from wtalkit.config import is_prompt_template
 from wtalkit.errors import WtalError
 
 # The architectures of clip-anytorch's published models that wtalkit benchmarks use.
@@ -199,7 +200,7 @@ def check_template(template: str) -> str:
     """A prompt template must hold exactly one ``{}`` (the class name) and no other braces."""
     if not isinstance(template, str) or "{}" not in template:
         raise WtalError(f"prompt template '{template}' has no '{{}}' placeholder for the class name")
-    if template.count("{}") != 1 or "{" in template.replace("{}", "") or "}" in template.replace("{}", ""):
+    if not is_prompt_template(template):
         raise WtalError(f"prompt template '{template}' must hold exactly one '{{}}' and no other braces")
     return template
 

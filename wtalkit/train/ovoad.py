@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from wtalkit import io as wio
+from wtalkit.config import is_prompt_template
 from wtalkit.device import resolve_device
 from wtalkit.errors import WtalError
 from wtalkit.models.ovoad import FEATURE_FPS, OVOADConfig
@@ -96,8 +97,8 @@ class OVOADRunConfig:
             ),
             (t.alpha >= 0 and t.beta >= 0, "train.alpha and train.beta must be >= 0"),
             (
-                len(t.templates) >= 1 and all(isinstance(x, str) and "{}" in x for x in t.templates),
-                "train.templates must be a non-empty list of strings with a '{}' placeholder",
+                len(t.templates) >= 1 and all(is_prompt_template(x) for x in t.templates),
+                "train.templates must be a non-empty list of strings, each with exactly one '{}' placeholder and no other braces",
             ),
         ]
         for ok, msg in checks:
