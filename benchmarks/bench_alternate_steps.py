@@ -125,10 +125,10 @@ def run_phase(args, phase: str, clip_model=None) -> dict:
     import torch
 
     from wtalkit.config import CBPConfig, LossConfig, VLPConfig
-    from wtalkit.models.cbp import CBPBranch
+    from wtalkit.models.cbp import CBPBranch, mil_loss
     from wtalkit.models.clip import load_clip
     from wtalkit.models.vlp import VLPBranch
-    from wtalkit.train.losses import distill_loss, mil_loss
+    from wtalkit.train.losses import distill_loss
     from wtalkit.train.pseudo import ternary_labels
 
     torch.manual_seed(0)

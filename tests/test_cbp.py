@@ -3,8 +3,7 @@
 import torch
 
 from wtalkit.config import CBPConfig
-from wtalkit.models.cbp import CBPBranch, topk_pool
-from wtalkit.train.losses import mil_loss
+from wtalkit.models.cbp import CBPBranch, mil_loss, topk_pool
 
 
 def test_topk_pool_per_video_k_and_mask():

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 import wtalkit.io
+import wtalkit.models.cbp
 import wtalkit.train.alternate
 import wtalkit.train.ovoad
 import wtalkit.train.warmup
@@ -157,7 +158,7 @@ def warm_ref(tiny_dataset, tmp_path_factory):
 
 
 WARMUP_CASES = {  # 3 epochs of 2 batches
-    "inside-epoch-2": [("call", wtalkit.train.warmup, "mil_loss", 4)],
+    "inside-epoch-2": [("call", wtalkit.models.cbp, "mil_loss", 4)],
     "after-1-then-1-epoch": [("stop", 1), ("stop", 1)],
     "log-line-written-checkpoint-not": [("save", "warmup_last.pt", 2)],
     "before-the-final-file": [("save", "warmup.pt", 1)],

@@ -27,12 +27,46 @@ PRESET_DIR = Path(__file__).parent / "presets"
 class DataConfig:
     train_subset: str = "train"
     test_subset: str = "test"
-    num_segments: int = 1000  # T consecutive snippets sampled per training video
+    num_segments: int = 1000  # T snippets sampled per training video
     batch_size: int = 10
+    # crop: T consecutive snippets (shorter videos padded and masked); uniform: T snippets spread over the
+    # whole video, one drawn at random in each of T equal bins (UM's "random perturbation" sampling)
+    sampling: Literal["crop", "uniform"] = "crop"
+    similar_pairs: int = 0  # each batch starts with this many pairs of videos sharing a class (CO2-Net)
+
+
+@dataclass
+class CO2NetConfig:
+    """CO2-Net (Hong et al., ACM MM 2021) as the CBP branch; defaults are its published THUMOS14 values."""
+
+    rgb_dim: int = 1024  # the first rgb_dim input dims are the RGB stream, the rest optical flow
+    attn_dim: int = 1024  # width of each modality's consensus/attention module
+    dropout: float = 0.7
+    topk_ratio: float = 7.0  # training top-k pooling, k = max(1, T // topk_ratio)
+    video_topk_ratio: float = 10.0  # inference video score, k = max(1, T // video_topk_ratio)
+    alpha1: float = 0.8  # attention-norm term
+    alpha2: float = 0.8  # attention-guide term
+    alpha3: float = 1.0  # co-activity similarity term (needs data.similar_pairs > 0)
+    alpha4: float = 1.0  # mutual learning between the RGB and flow attentions
+
+
+@dataclass
+class UMConfig:
+    """UM (Lee et al., AAAI 2021) as the CBP branch; defaults are its published THUMOS14 values."""
+
+    hidden_dim: int = 2048
+    dropout: float = 0.7
+    r_act: float = 9.0  # k_act = T // r_act snippets of largest feature magnitude (and top-k CAS)
+    r_bkg: float = 4.0  # k_bkg = T // r_bkg snippets of smallest feature magnitude
+    alpha: float = 0.0005  # weight of the feature-magnitude (uncertainty) loss
+    beta: float = 1.0  # weight of the background-entropy loss
+    margin: float = 100.0  # feature magnitude of action snippets
 
 
 @dataclass
 class CBPConfig:
+    arch: Literal["transformer", "co2net", "um"] = "transformer"  # which WTAL model is the CBP branch
+    # transformer (wtalkit's own, the paper's description):
     hidden_dim: int = 256
     num_layers: int = 2
     num_heads: int = 4
@@ -40,6 +74,8 @@ class CBPConfig:
     dropout: float = 0.3
     input_dropout: float = 0.5  # feature dropout on the (LayerNorm-ed) input snippets
     topk_ratio: int = 8  # top-k pooling with k = max(1, T // topk_ratio)
+    co2net: CO2NetConfig = field(default_factory=CO2NetConfig)
+    um: UMConfig = field(default_factory=UMConfig)
 
 
 @dataclass
@@ -102,8 +138,12 @@ class TrainConfig:
 @dataclass
 class InferConfig:
     theta_cls: float = 0.85
-    theta_loc: list[float] = field(default_factory=lambda: [0.45])
+    theta_loc: list[float] = field(default_factory=lambda: [0.45])  # thresholds on class scores ([] = none)
+    theta_act: list[float] = field(default_factory=list)  # thresholds on class-agnostic actionness ([] = none)
+    upsample: int = 1  # scores interpolated linearly to this many points per snippet before thresholding (UM: 24)
+    nms: Literal["soft", "hard"] = "soft"  # Gaussian soft-NMS, or hard NMS at nms_iou
     nms_sigma: float = 0.5
+    nms_iou: float = 0.6  # hard NMS: proposals overlapping a better one by more than this are dropped
     max_proposals: int = 200  # per video, after soft-NMS
     min_score: float = 0.001  # proposals whose score decays below this are dropped
     proposals: Literal["max", "oic"] = "max"  # proposal score: max inside (the paper) or outer-inner contrast
@@ -142,6 +182,10 @@ class Config:
                 (d.batch_size >= 1, "data.batch_size must be >= 1"),
                 (d.num_segments >= 1, "data.num_segments must be >= 1"),
                 (
+                    0 <= 2 * d.similar_pairs <= d.batch_size,
+                    "data.similar_pairs must be >= 0 and at most half of data.batch_size",
+                ),
+                (
                     c.hidden_dim >= 1 and c.num_heads >= 1 and c.num_layers >= 0,
                     "cbp.hidden_dim and cbp.num_heads must be >= 1, cbp.num_layers >= 0",
                 ),
@@ -152,6 +196,28 @@ class Config:
                     "cbp.dropout and cbp.input_dropout must be in [0, 1)",
                 ),
                 (c.topk_ratio >= 1, "cbp.topk_ratio must be >= 1"),
+                (
+                    c.co2net.rgb_dim > 0 and c.co2net.attn_dim >= 1,
+                    "cbp.co2net.rgb_dim and cbp.co2net.attn_dim must be >= 1",
+                ),
+                (
+                    0 <= c.co2net.dropout < 1 and 0 <= c.um.dropout < 1,
+                    "cbp.co2net.dropout and cbp.um.dropout must be in [0, 1)",
+                ),
+                (
+                    c.co2net.topk_ratio >= 1 and c.co2net.video_topk_ratio >= 1,
+                    "cbp.co2net.topk_ratio and cbp.co2net.video_topk_ratio must be >= 1",
+                ),
+                (
+                    min(c.co2net.alpha1, c.co2net.alpha2, c.co2net.alpha3, c.co2net.alpha4) >= 0,
+                    "cbp.co2net.alpha1..alpha4 must be >= 0",
+                ),
+                (c.um.hidden_dim >= 1, "cbp.um.hidden_dim must be >= 1"),
+                (c.um.r_act >= 1 and c.um.r_bkg >= 1, "cbp.um.r_act and cbp.um.r_bkg must be >= 1"),
+                (
+                    c.um.alpha >= 0 and c.um.beta >= 0 and c.um.margin > 0,
+                    "cbp.um.alpha and cbp.um.beta must be >= 0, cbp.um.margin positive",
+                ),
                 (v.n_prompts >= 0, "vlp.n_prompts must be >= 0"),
                 (v.prompt_init_std >= 0, "vlp.prompt_init_std must be >= 0"),
                 (
@@ -189,9 +255,15 @@ class Config:
                 (t.seed >= 0, "train.seed must be >= 0"),
                 (0 <= i.theta_cls <= 1, "infer.theta_cls must be in [0, 1]"),
                 (
-                    len(i.theta_loc) >= 1 and all(0 <= x <= 1 for x in i.theta_loc),
-                    "infer.theta_loc must be a non-empty list in [0, 1]",
+                    all(0 <= x <= 1 for x in i.theta_loc + i.theta_act),
+                    "infer.theta_loc and infer.theta_act must be lists of values in [0, 1]",
                 ),
+                (
+                    len(i.theta_loc) + len(i.theta_act) >= 1,
+                    "infer.theta_loc and infer.theta_act cannot both be empty",
+                ),
+                (i.upsample >= 1, "infer.upsample must be >= 1"),
+                (0 < i.nms_iou <= 1, "infer.nms_iou must be in (0, 1]"),
                 (i.nms_sigma > 0, "infer.nms_sigma must be positive"),
                 (i.max_proposals >= 1, "infer.max_proposals must be >= 1"),
                 (i.min_score <= 1, "infer.min_score must be <= 1"),

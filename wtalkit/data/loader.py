@@ -1,9 +1,13 @@
-"""Training batches: T consecutive snippets per video, padded and masked.
+"""Training batches: T snippets per video, padded and masked.
 
 :class:`FeatureBank` serves the features of one subset (aligned across the
 requested streams on the first stream's grid) with the video-level labels;
 :meth:`FeatureBank.batches` yields random crops of ``T`` consecutive snippets
-(videos shorter than ``T`` are zero-padded and masked), driven by an explicit
+(videos shorter than ``T`` are zero-padded and masked) or, with
+``sampling="uniform"``, ``T`` snippets spread over the whole video (one drawn
+in each of ``T`` equal bins, as UM samples; short videos repeat snippets), and
+can start every batch with pairs of videos that share a class (CO2-Net's
+co-activity loss needs them). It is driven by an explicit
 ``numpy.random.Generator`` so that training is reproducible and resumable.
 
 By default the features stay on disk: every file is validated once, then each
@@ -31,6 +35,29 @@ def multi_hot(labels, class_index: dict) -> np.ndarray:
             raise WtalError(f"label '{name}' is not one of the {len(class_index)} classes")
         y[class_index[name]] = 1.0
     return y
+
+
+def batch_options(data_cfg) -> dict:
+    """The :meth:`FeatureBank.batches` options of a run's ``data`` config."""
+    return {
+        "T": data_cfg.num_segments,
+        "batch_size": data_cfg.batch_size,
+        "sampling": data_cfg.sampling,
+        "similar_pairs": data_cfg.similar_pairs,
+    }
+
+
+def perturbed_indices(n: int, T: int, rng: np.random.Generator) -> np.ndarray:
+    """``T`` snippet indices of an ``n``-snippet video: bin ``i`` covers ``[i n / T, (i + 1) n / T]`` and one
+    index is drawn in each (UM's random-perturbation sampling; with ``n < T`` indices repeat)."""
+    if n == T:
+        return np.arange(T)
+    edges = np.arange(T + 1) * n / T
+    lo = np.floor(edges[:-1]).astype(np.int64)
+    hi = np.minimum(np.floor(edges[1:]).astype(np.int64), n - 1)
+    hi[-1] = n - 1
+    hi = np.maximum(hi, lo)
+    return lo + np.floor(rng.random(T) * (hi - lo + 1)).astype(np.int64)
 
 
 class FeatureBank:
@@ -103,11 +130,24 @@ class FeatureBank:
         index = self._rows[stream][i]
         return self.dataset.stream(stream).read(self.videos[i].name, slice(lo, hi) if index is None else index[lo:hi])
 
-    def make_batch(self, idx, offsets, T: int) -> dict:
+    def picked_rows(self, stream: str, i: int, index: np.ndarray) -> np.ndarray:
+        """Snippets ``index`` (sorted, on the first stream's grid) of video ``i`` in ``stream``, float32."""
+        if self.in_memory:
+            return self.feats[stream][i][index]
+        rows = self._rows[stream][i]
+        return self.dataset.stream(stream).read(self.videos[i].name, index if rows is None else rows[index])
+
+    def make_batch(self, idx, offsets, T: int, pairs: int = 0) -> dict:
+        """A batch of videos ``idx``; ``offsets[b]`` is a crop start, or an index array of ``T`` snippets."""
         B = len(idx)
         mask = torch.zeros(B, T, dtype=torch.bool)
         x = {s: torch.zeros(B, T, self.dim(s)) for s in self.streams}
         for b, (i, o) in enumerate(zip(idx, offsets)):
+            if isinstance(o, np.ndarray):
+                mask[b] = True
+                for s in self.streams:
+                    x[s][b] = torch.from_numpy(self.picked_rows(s, i, o))
+                continue
             n = min(T, self._lengths[i] - o)
             mask[b, :n] = True
             for s in self.streams:
@@ -118,11 +158,42 @@ class FeatureBank:
             "labels": torch.from_numpy(self.labels[list(idx)]),
             "idx": list(idx),
             "offsets": list(offsets),
+            "pairs": pairs,
         }
 
-    def batches(self, rng: np.random.Generator, T: int, batch_size: int, shuffle: bool = True):
+    def batches(
+        self,
+        rng: np.random.Generator,
+        T: int,
+        batch_size: int,
+        shuffle: bool = True,
+        sampling: str = "crop",
+        similar_pairs: int = 0,
+    ):
+        """One epoch of batches (``ceil(N / batch_size)`` of them), see the module docstring.
+
+        With ``similar_pairs = P > 0`` each batch starts with ``P`` pairs: ``P`` distinct classes that
+        have two or more videos are drawn, and two videos of each; the rest of the batch comes from the
+        epoch's shuffled order (the batch's ``"pairs"`` says how many pairs it starts with).
+        """
         order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
-        for start in range(0, len(order), batch_size):
-            idx = [int(i) for i in order[start : start + batch_size]]
-            offsets = [self.crop(i, T, rng) for i in idx]
-            yield self.make_batch(idx, offsets, T)
+        per_class = [np.flatnonzero(self.labels[:, c] > 0) for c in range(self.labels.shape[1])]
+        pairable = [c for c, v in enumerate(per_class) if len(v) >= 2]
+        P = min(similar_pairs, len(pairable))
+        rest = batch_size - 2 * P
+        n_batches = -(-len(order) // batch_size)
+        for k in range(n_batches):
+            idx = []
+            if P:
+                for c in rng.choice(pairable, size=P, replace=False):
+                    idx += [int(i) for i in rng.choice(per_class[c], size=2, replace=False)]
+            idx += (
+                [int(i) for i in order[k * rest : (k + 1) * rest]]
+                if P
+                else [int(i) for i in order[k * batch_size : (k + 1) * batch_size]]
+            )
+            if sampling == "uniform":
+                offsets = [perturbed_indices(self._lengths[i], T, rng) for i in idx]
+            else:
+                offsets = [self.crop(i, T, rng) for i in idx]
+            yield self.make_batch(idx, offsets, T, pairs=P)

@@ -17,21 +17,47 @@ import numpy as np
 from wtalkit.config import InferConfig
 from wtalkit.data.features import Dataset, StreamMeta, load_feature_file
 from wtalkit.localize.proposals import proposals_from_scores
-from wtalkit.localize.softnms import soft_nms
+from wtalkit.localize.softnms import hard_nms, soft_nms
 from wtalkit.models.checkpoint import check_compatible
 from wtalkit.models.trained import TrainedModel
 from wtalkit.timeaxis import SnippetGrid
 
 
-def detections(probs: np.ndarray, video_scores: np.ndarray, grid: SnippetGrid, classes: list, cfg: InferConfig) -> list:
-    """ActivityNet-style detections for one video from frame probabilities ``[T, C]``."""
+def detections(
+    probs: np.ndarray,
+    video_scores: np.ndarray,
+    grid: SnippetGrid,
+    classes: list,
+    cfg: InferConfig,
+    *,
+    loc: np.ndarray | None = None,
+    actionness: np.ndarray | None = None,
+) -> list:
+    """ActivityNet-style detections for one video from frame probabilities ``[T, C]``.
+
+    ``loc [T, C]`` (default ``probs``): the class scores runs are cut from (``infer.theta_loc``) and
+    proposals scored on; ``actionness [T]``: a class-agnostic signal cut at ``infer.theta_act``.
+    """
     keep = np.flatnonzero(video_scores > cfg.theta_cls)
     if len(keep) == 0:
         keep = np.array([int(np.argmax(video_scores))])
     props = proposals_from_scores(
-        probs, keep, cfg.theta_loc, grid, cfg.proposals, video_scores, cfg.oic_outer, cfg.oic_gamma
+        probs if loc is None else loc,
+        keep,
+        cfg.theta_loc,
+        grid,
+        cfg.proposals,
+        video_scores,
+        cfg.oic_outer,
+        cfg.oic_gamma,
+        actionness=actionness,
+        act_thresholds=cfg.theta_act,
+        upsample=cfg.upsample,
     )
-    props = soft_nms(props, sigma=cfg.nms_sigma, max_keep=cfg.max_proposals, min_score=cfg.min_score)
+    if cfg.nms == "hard":
+        props = hard_nms(props, iou=cfg.nms_iou, max_keep=cfg.max_proposals, min_score=cfg.min_score)
+    else:
+        props = soft_nms(props, sigma=cfg.nms_sigma, max_keep=cfg.max_proposals, min_score=cfg.min_score)
     return [
         {"label": classes[int(c)], "score": round(float(s), 6), "segment": [round(float(a), 3), round(float(b), 3)]}
         for c, a, b, s in props
@@ -45,8 +71,12 @@ class Predictor(TrainedModel):
         """Detections for one video: ``(detections, frame_probs, video_scores)``."""
         metas = metas or self.metas
         feats = self.align(feats, metas)
-        probs, video = self.scores(feats)
-        return detections(probs, video, metas[self.streams[0]].grid, self.classes, self.cfg.infer), probs, video
+        out = self.outputs(feats)
+        grid = metas[self.streams[0]].grid
+        dets = detections(
+            out["probs"], out["video"], grid, self.classes, self.cfg.infer, loc=out["loc"], actionness=out["actionness"]
+        )
+        return dets, out["probs"], out["video"]
 
 
 def localize_dataset(predictor: Predictor, dataset_dir, subset: str | None, on_video=None) -> dict:

@@ -53,6 +53,19 @@ def run_oic(
     return inner - band + gamma * float(video_score)
 
 
+def upsample_scores(x: np.ndarray, factor: int) -> np.ndarray:
+    """``x [T, ...]`` linearly interpolated at the positions ``0, 1/factor, 2/factor, ...`` (``T * factor``
+    of them; past the last snippet the last slope is extended), as UM refines its scores before thresholding."""
+    x = np.asarray(x, dtype=np.float64)
+    if factor == 1 or len(x) == 0:
+        return x
+    pos = np.arange(len(x) * factor) / factor
+    lo = np.minimum(np.floor(pos).astype(np.int64), max(len(x) - 2, 0))
+    hi = np.minimum(lo + 1, len(x) - 1)
+    w = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+    return x[lo] * (1 - w) + x[hi] * w
+
+
 def proposals_from_scores(
     probs: np.ndarray,
     class_ids,
@@ -62,17 +75,33 @@ def proposals_from_scores(
     video_scores=None,
     outer: float = 0.25,
     gamma: float = 0.2,
+    *,
+    actionness: np.ndarray | None = None,
+    act_thresholds=(),
+    upsample: int = 1,
 ) -> np.ndarray:
-    """Proposals for the classes ``class_ids`` from frame probabilities ``probs [T, C]``.
+    """Proposals for the classes ``class_ids`` from frame scores ``probs [T, C]``.
+
+    Runs are cut where a class's column is >= each of ``thresholds`` and, when ``actionness [T]`` is
+    given, where the class-agnostic actionness is >= each of ``act_thresholds``; every run is scored on
+    the class's column. ``upsample`` > 1 first interpolates both signals to that many points per
+    snippet (runs then start and end between snippet boundaries).
 
     Returns a float array ``[N, 4]`` of ``(class_id, start_s, end_s, score)``; ``score`` is ``max`` or
     ``oic`` (which needs ``video_scores [C]``). A run found again at another threshold (same class,
     same snippets) is kept once.
     """
+    probs = upsample_scores(probs, upsample)
+    act_runs = []
+    if actionness is not None and len(act_thresholds):
+        act = upsample_scores(actionness, upsample)
+        act_runs = [runs_above(act, thr) for thr in act_thresholds]
     parts = []
     for c in class_ids:
         col = probs[:, c]
-        runs = [runs_above(col, thr) for thr in thresholds]
+        runs = [runs_above(col, thr) for thr in thresholds] + act_runs
+        if not runs:
+            continue
         first = np.concatenate([r[0] for r in runs])
         last = np.concatenate([r[1] for r in runs])
         if len(first) == 0:
@@ -83,8 +112,8 @@ def proposals_from_scores(
             np.stack(
                 [
                     np.full(len(first), c, dtype=np.float64),
-                    grid.to_seconds(first),
-                    grid.to_seconds(last + 1),
+                    grid.to_seconds(first / upsample),
+                    grid.to_seconds((last + 1) / upsample),
                     run_max(col, first, last)
                     if score == "max"
                     else run_oic(col, first, last, video_scores[c], outer, gamma),

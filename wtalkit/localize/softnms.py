@@ -5,6 +5,9 @@ decay every other remaining segment of the same class by
 ``exp(-tIoU^2 / sigma)``. All classes advance together: each iteration picks
 one segment per class row of a padded ``[K, N]`` score matrix, so the Python
 loop runs ``max_n`` times whatever the number of classes.
+
+Ties are broken deterministically: among equal scores the proposal that came first in the input
+(per class) is taken first. :func:`hard_nms` is the classic greedy NMS (UM's post-processing).
 """
 
 from __future__ import annotations
@@ -57,5 +60,30 @@ def soft_nms(
     cls = np.repeat(classes[:, None], N, axis=1)
     keep = np.isfinite(out_score) & (out_score >= min_score)
     res = np.concatenate([cls[keep][:, None], out_seg[keep], out_score[keep][:, None]], axis=1)
+    res = res[np.argsort(-res[:, 3], kind="stable")]
+    return res if max_keep is None else res[:max_keep]
+
+
+def hard_nms(
+    proposals: np.ndarray, iou: float = 0.6, max_keep: int | None = None, min_score: float = 0.0
+) -> np.ndarray:
+    """Greedy NMS per class on ``[N, 4]`` rows ``(class, start, end, score)``.
+
+    The best remaining proposal is kept and every other one of its class overlapping it by tIoU
+    ``> iou`` is dropped. Same ordering, tie-breaking and ``max_keep`` / ``min_score`` as
+    :func:`soft_nms` (scores are not changed).
+    """
+    proposals = np.asarray(proposals, dtype=np.float64).reshape(-1, 4)
+    kept = []
+    for c in np.unique(proposals[:, 0]):
+        rows = proposals[proposals[:, 0] == c]
+        rows = rows[np.argsort(-rows[:, 3], kind="stable")]
+        alive = np.ones(len(rows), dtype=bool)
+        for i in range(len(rows)):
+            if alive[i]:
+                kept.append(rows[i])
+                alive[i + 1 :] &= segment_iou(rows[i, 1:3], rows[i + 1 :, 1:3]) <= iou
+    res = np.array(kept, dtype=np.float64).reshape(-1, 4)
+    res = res[res[:, 3] >= min_score]
     res = res[np.argsort(-res[:, 3], kind="stable")]
     return res if max_keep is None else res[:max_keep]

@@ -9,8 +9,19 @@ from wtalkit.errors import WtalError
 from wtalkit.models.cbp import CBPBranch
 
 
-def build_cbp(cfg: Config, feat_dim: int, num_classes: int) -> CBPBranch:
-    return CBPBranch(feat_dim, num_classes, cfg.cbp)
+def cbp_architectures() -> dict:
+    """``cbp.arch`` name -> class; each implements the CBP interface of :mod:`wtalkit.models.cbp`."""
+    return {
+        "transformer": CBPBranch,
+    }
+
+
+def build_cbp(cfg: Config, feat_dim: int, num_classes: int) -> nn.Module:
+    """The CBP branch named by ``cfg.cbp.arch``."""
+    archs = cbp_architectures()
+    if cfg.cbp.arch not in archs:
+        raise WtalError(f"cbp.arch '{cfg.cbp.arch}' is not available in this wtalkit (choose from {', '.join(archs)})")
+    return archs[cfg.cbp.arch](feat_dim, num_classes, cfg.cbp)
 
 
 def load_branch(model: nn.Module, state, name: str, where) -> nn.Module:

@@ -1,6 +1,28 @@
 """The CBP branch: classification-based pre-trained features -> frame class probabilities.
 
-Input: snippet features ``[B, T, D]`` (I3D RGB ‖ flow / Kinetics video models; the
+**The CBP interface.** Every CBP architecture (``cbp.arch``: ``transformer`` here,
+:mod:`wtalkit.models.co2net`, :mod:`wtalkit.models.um`; built by
+:func:`wtalkit.models.build.build_cbp`) is an ``nn.Module`` built as
+``Arch(feat_dim, num_classes, cfg.cbp)`` with a class attribute ``arch`` and
+
+* ``forward(x [B, T, D], mask [B, T] | None) -> dict``, pure, holding at least
+
+  - ``probs [B, T, C]``: frame class probabilities in [0, 1] (pseudo-labels, ``L_kd``, pseudo-label mIoU,
+    and the scores proposals are cut from);
+  - ``features [B, T, H]``: frame embeddings (``L_fb``);
+  - ``video [B, C]``: video class scores in [0, 1] (padded frames never count);
+
+  and optionally ``loc [B, T, C]`` (the scores a proposal is scored with, default ``probs``) and
+  ``actionness [B, T]`` (class-agnostic foreground in [0, 1], thresholded at ``infer.theta_act``),
+  plus whatever the architecture's own loss needs;
+* ``loss(out, mask, labels [B, C], pairs=0) -> (total, {term: detached 0-dim tensor})``: its
+  weakly-supervised training objective on video labels (``pairs``: the batch starts with that many
+  pairs of videos sharing a class, ``data.similar_pairs``).
+
+Warm-up trains ``loss``; alternate training's F step adds ``L_kd + λ·L_fb`` on ``probs`` and
+``features``; localization reads ``probs``/``loc``/``actionness``/``video``.
+
+**The transformer architecture** (wtalkit's reading of the paper). Input: snippet features ``[B, T, D]`` (I3D RGB ‖ flow / Kinetics video models; the
 dataset's ``cbp`` stream). The features are LayerNorm-ed and pass through feature
 dropout, then a linear + temporal-conv embedding, a stack of pre-norm transformer
 blocks (multi-head self-attention, LayerNorm, MLP) and a per-frame linear classifier
@@ -8,7 +30,7 @@ over ``C + 1`` outputs: the ``C`` action classes and one *background* class. Fra
 probabilities ``P_cb [B, T, C]`` are the softmax over the ``C + 1`` outputs with the
 background column dropped, so a frame is an action only where it beats background.
 
-Training (:func:`wtalkit.train.losses.mil_loss`) is multiple-instance learning with video labels only: the video logit of
+Training (:func:`mil_loss`) is multiple-instance learning with video labels only: the video logit of
 each of the ``C + 1`` outputs is the mean of its top-k frame logits
 (``k = max(1, T_valid // topk_ratio)``), and the loss is the cross-entropy between
 their softmax and the video label with background added (every untrimmed video has
@@ -62,6 +84,10 @@ class TransformerBlock(nn.Module):
 
 
 class CBPBranch(nn.Module):
+    """The ``transformer`` CBP architecture (see the module docstring)."""
+
+    arch = "transformer"
+
     def __init__(self, feat_dim: int, num_classes: int, cfg: CBPConfig | None = None):
         super().__init__()
         cfg = cfg or CBPConfig()
@@ -82,7 +108,8 @@ class CBPBranch(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
         """``x [B, T, D]``, ``mask [B, T]`` (True = real snippet) ->
 
-        ``logits [B, T, C + 1]`` (last = background), ``probs [B, T, C]``, ``features [B, T, H]``.
+        ``logits [B, T, C + 1]`` (last = background), ``probs [B, T, C]``, ``features [B, T, H]``,
+        ``video [B, C]``.
         """
         h = self.embed(self.in_drop(self.in_norm(x)))
         if mask is not None:
@@ -92,7 +119,17 @@ class CBPBranch(nn.Module):
             h = blk(h, mask)
         h = self.norm(h)
         logits = self.classifier(h)
-        return {"logits": logits, "probs": logits.softmax(-1)[..., :-1], "features": h}
+        return {
+            "logits": logits,
+            "probs": logits.softmax(-1)[..., :-1],
+            "features": h,
+            "video": self.video_scores(logits, mask),
+        }
+
+    def loss(self, out: dict, mask: torch.Tensor | None, labels: torch.Tensor, pairs: int = 0) -> tuple:
+        """The MIL loss (:func:`mil_loss`); ``pairs`` is not used by this architecture."""
+        cls = mil_loss(out["logits"].float(), mask, labels, self.topk_ratio)
+        return cls, {"cls": cls.detach()}
 
     def video_scores(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Video-level class scores ``[B, C]`` in [0, 1]: softmax over the classes' top-k pooled logits.
@@ -119,3 +156,15 @@ def topk_pool(logits: torch.Tensor, mask: torch.Tensor | None, ratio: int, large
     keep = (torch.arange(kmax, device=logits.device)[None, :] < k[:, None]).to(logits.dtype)  # [B, kmax]
     top = torch.where(keep[..., None] > 0, top, torch.zeros_like(top))
     return top.sum(1) / k[:, None].to(logits.dtype)
+
+
+def mil_loss(logits: torch.Tensor, mask: torch.Tensor | None, labels: torch.Tensor, ratio: int) -> torch.Tensor:
+    """The MIL classification loss on frame logits ``[B, T, C + 1]`` (last = background), labels ``[B, C]``.
+
+    Cross-entropy between the softmax of the top-k pooled video logits and the video label with
+    background switched on, normalised to a distribution.
+    """
+    target = torch.cat([labels.to(logits.dtype), torch.ones_like(labels[:, :1], dtype=logits.dtype)], dim=1)
+    target = target / target.sum(1, keepdim=True)
+    video = topk_pool(logits, mask, ratio)
+    return -(target * F.log_softmax(video, dim=-1)).sum(1).mean()

@@ -13,8 +13,8 @@ from wtalkit.config import Config
 from wtalkit.data.features import StreamMeta
 from wtalkit.device import resolve_device
 from wtalkit.errors import WtalError
-from wtalkit.models.build import build_vlp_from_checkpoint, load_branch
-from wtalkit.models.cbp import CBPBranch, topk_pool
+from wtalkit.models.build import build_cbp, build_vlp_from_checkpoint, load_branch
+from wtalkit.models.cbp import topk_pool
 from wtalkit.models.checkpoint import checkpoint_config, load_checkpoint, resolve_checkpoint
 from wtalkit.timeaxis import SnippetGrid, resample_indices
 
@@ -52,33 +52,42 @@ class TrainedModel:
 
     def _build(self, name: str):
         if name == "cbp":
-            m = CBPBranch(self.metas["cbp"].dim, len(self.classes), self.cfg.cbp)
+            m = build_cbp(self.cfg, self.metas["cbp"].dim, len(self.classes))
         else:
             m = build_vlp_from_checkpoint(self.ckpt, self.cfg, self.classes, device=self.device)
         load_branch(m, self.ckpt["models"][name], name, self.path)
         return m.to(self.device).eval()
 
     @torch.inference_mode()
-    def branch_scores(self, name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Frame probabilities ``[T, C]`` and video scores ``[C]`` of one branch on one video."""
+    def branch_outputs(self, name: str, x: np.ndarray) -> dict:
+        """One branch on one video: ``probs [T, C]``, ``video [C]`` and, where the branch gives them,
+        ``loc [T, C]`` and ``actionness [T]`` (else None); see the CBP interface in :mod:`wtalkit.models.cbp`."""
         model = self.models[name]
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(self.device)
         out = model(t, None)
-        probs = out["probs"][0].float()
         if name == "cbp":
-            video = model.video_scores(out["logits"], None)[0]
+            video = out["video"][0]
         else:
             video = topk_pool(out["probs"], None, self.cfg.cbp.topk_ratio)[0]
-        return probs.cpu().numpy(), video.float().cpu().numpy()
+        res = {"probs": out["probs"][0], "video": video, "loc": out.get("loc"), "actionness": out.get("actionness")}
+        res["loc"] = None if res["loc"] is None else res["loc"][0]
+        res["actionness"] = None if res["actionness"] is None else res["actionness"][0]
+        return {k: None if v is None else v.float().cpu().numpy() for k, v in res.items()}
 
-    def scores(self, feats: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Frame and video scores of the selected branch (or the fusion) from ``{stream: [T, D]}``."""
+    def branch_scores(self, name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Frame probabilities ``[T, C]`` and video scores ``[C]`` of one branch on one video."""
+        out = self.branch_outputs(name, x)
+        return out["probs"], out["video"]
+
+    def outputs(self, feats: dict) -> dict:
+        """:meth:`branch_outputs` of the selected branch, or of the fusion (``probs`` and ``video``
+        averaged; no ``loc`` / ``actionness``), from ``{stream: [T, D]}``."""
         if self.branch != "fused":
-            return self.branch_scores(self.branch, feats[self.branch])
+            return self.branch_outputs(self.branch, feats[self.branch])
         pc, vc = self.branch_scores("cbp", feats["cbp"])
         pv, vv = self.branch_scores("vlp", feats["vlp"])
         w = self.cfg.train.fuse_weight if self.cfg.train.fuse == "weighted" else 0.5
-        return w * pc + (1 - w) * pv, w * vc + (1 - w) * vv
+        return {"probs": w * pc + (1 - w) * pv, "video": w * vc + (1 - w) * vv, "loc": None, "actionness": None}
 
     def align(self, feats: dict, metas: dict) -> dict:
         """Put every stream on the first stream's grid (nearest by time)."""

@@ -57,13 +57,13 @@ import torch
 from wtalkit import io as wio
 from wtalkit.config import Config, load_config
 from wtalkit.data.features import Dataset
-from wtalkit.data.loader import FeatureBank
+from wtalkit.data.loader import FeatureBank, batch_options
 from wtalkit.device import autocast, resolve_device, training_precision
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, build_vlp, load_branch
 from wtalkit.models.checkpoint import check_compatible, checkpoint_config, load_checkpoint
 from wtalkit.models.vlp import RawVLP
-from wtalkit.train.losses import distill_loss, mil_loss
+from wtalkit.train.losses import distill_loss
 from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
 from wtalkit.train.pseudo import Agreement, resolve_conflicts, select_round, ternary_labels
@@ -167,7 +167,7 @@ class Trainer:
             t_stream, student, s_stream, opt = "vlp", self.cbp, "cbp", self.opt_cbp
         sums, n = {"loss": 0.0, "kd": 0.0, "fb": 0.0, "cls": 0.0}, 0
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        for batch in self.bank.batches(np_rng, cfg.data.num_segments, cfg.data.batch_size):
+        for batch in self.bank.batches(np_rng, **batch_options(cfg.data)):
             mask = batch["mask"].to(self.device)
             labels = batch["labels"].to(self.device)
             pseudo = self.pseudo(teacher, batch["x"][t_stream].to(self.device), mask, labels)
@@ -184,8 +184,8 @@ class Trainer:
             loss, parts = distill_loss(
                 out["probs"], out["features"], pseudo, mask, cfg.loss, generator=self.gen, kd_keep=kd_keep
             )
-            if step == "F" and self.rules.f_cls_weight > 0:  # CBP keeps its own classification objective
-                cls = mil_loss(out["logits"], mask, labels, self.cbp.topk_ratio)
+            if step == "F" and self.rules.f_cls_weight > 0:  # CBP keeps its own weakly-supervised objective
+                cls, _ = self.cbp.loss(out, mask, labels, batch["pairs"])
                 loss = loss + self.rules.f_cls_weight * cls
                 parts["cls"] = cls.detach()
             opt.zero_grad(set_to_none=True)

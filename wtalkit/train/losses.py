@@ -1,6 +1,7 @@
-"""Training losses.
+"""Distillation losses.
 
-The CBP warm-up's multiple-instance loss, :func:`mil_loss` (Ju et al. 2023, Sec. 3.2).
+(Each CBP architecture's own weakly-supervised objective is its ``loss`` method, see
+:mod:`wtalkit.models.cbp`.)
 
 Distillation between the two branches (Ju et al. 2023, Sec. 3.4): one
 branch's confident ternary pseudo-labels (``1`` foreground, ``0``
@@ -25,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from wtalkit.config import LossConfig
-from wtalkit.models.cbp import topk_pool
 
 EPS = 1e-6
 
@@ -149,15 +149,3 @@ def distill_loss(
         total = total + cfg.lambda_fb * fb
         parts["fb"] = fb.detach()
     return total, parts
-
-
-def mil_loss(logits: torch.Tensor, mask: torch.Tensor | None, labels: torch.Tensor, ratio: int) -> torch.Tensor:
-    """The MIL classification loss on frame logits ``[B, T, C + 1]`` (last = background), labels ``[B, C]``.
-
-    Cross-entropy between the softmax of the top-k pooled video logits and the video label with
-    background switched on, normalised to a distribution.
-    """
-    target = torch.cat([labels.to(logits.dtype), torch.ones_like(labels[:, :1], dtype=logits.dtype)], dim=1)
-    target = target / target.sum(1, keepdim=True)
-    video = topk_pool(logits, mask, ratio)
-    return -(target * F.log_softmax(video, dim=-1)).sum(1).mean()

@@ -21,12 +21,11 @@ import torch
 from wtalkit import io as wio
 from wtalkit.config import Config
 from wtalkit.data.features import Dataset
-from wtalkit.data.loader import FeatureBank
+from wtalkit.data.loader import FeatureBank, batch_options
 from wtalkit.device import autocast, resolve_device, training_precision
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, load_branch
 from wtalkit.models.checkpoint import load_checkpoint
-from wtalkit.train.losses import mil_loss
 from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
 from wtalkit.train.run import Run, check_fingerprint, dataset_fingerprint, restore_rng, rng_state, seed_everything
@@ -36,7 +35,7 @@ STALE_STAGES = ("warmup", "alternate", "alternate-eval")
 
 
 def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None, precision: str = "fp32") -> float:
-    """One MIL epoch over ``bank``; returns the mean loss.
+    """One epoch of the CBP architecture's own objective (``model.loss``) over ``bank``; returns the mean loss.
 
     The batch losses stay on the device and are read once at the end of the epoch (no host sync per
     step); ``on_batch()`` is called after every step. ``precision`` (resolved by
@@ -46,11 +45,12 @@ def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None, pr
     device = next(model.parameters()).device
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     total, n = torch.zeros((), device=device), 0
-    for batch in bank.batches(rng, cfg.data.num_segments, cfg.data.batch_size):
+    for batch in bank.batches(rng, **batch_options(cfg.data)):
         mask = batch["mask"].to(device, non_blocking=True)
         with autocast(device, precision):
             out = model(batch["x"]["cbp"].to(device, non_blocking=True), mask)
-        loss = mil_loss(out["logits"].float(), mask, batch["labels"].to(device, non_blocking=True), model.topk_ratio)
+        out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
+        loss, _ = model.loss(out, mask, batch["labels"].to(device, non_blocking=True), batch["pairs"])
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.optim.grad_clip > 0:
