@@ -40,10 +40,12 @@ class CO2NetConfig:
     """CO2-Net (Hong et al., ACM MM 2021) as the CBP branch; defaults are its published THUMOS14 values."""
 
     rgb_dim: int = 1024  # the first rgb_dim input dims are the RGB stream, the rest optical flow
-    attn_dim: int = 1024  # width of each modality's consensus/attention module
-    dropout: float = 0.7
+    attn_dim: int = 512  # width of the two hidden convolutions of each modality's attention (the authors' 512)
+    embed_dim: int = 2048  # width of the fused features and the classifier (the authors' 2048)
+    dropout: float = 0.7  # on the fused features and in the classifier (the gates and attentions use 0.5)
     topk_ratio: float = 7.0  # training top-k pooling, k = max(1, T // topk_ratio)
     video_topk_ratio: float = 10.0  # inference video score, k = max(1, T // video_topk_ratio)
+    pool_kernel: int = 1  # odd; > 1 smooths CAS and attentions by a moving average (ActivityNet's ANT_CO2: 13)
     alpha1: float = 0.8  # attention-norm term
     alpha2: float = 0.8  # attention-guide term
     alpha3: float = 1.0  # co-activity similarity term (needs data.similar_pairs > 0)
@@ -197,8 +199,8 @@ class Config:
                 ),
                 (c.topk_ratio >= 1, "cbp.topk_ratio must be >= 1"),
                 (
-                    c.co2net.rgb_dim > 0 and c.co2net.attn_dim >= 1,
-                    "cbp.co2net.rgb_dim and cbp.co2net.attn_dim must be >= 1",
+                    c.co2net.rgb_dim > 0 and c.co2net.attn_dim >= 1 and c.co2net.embed_dim >= 1,
+                    "cbp.co2net.rgb_dim, cbp.co2net.attn_dim and cbp.co2net.embed_dim must be >= 1",
                 ),
                 (
                     0 <= c.co2net.dropout < 1 and 0 <= c.um.dropout < 1,
@@ -207,6 +209,10 @@ class Config:
                 (
                     c.co2net.topk_ratio >= 1 and c.co2net.video_topk_ratio >= 1,
                     "cbp.co2net.topk_ratio and cbp.co2net.video_topk_ratio must be >= 1",
+                ),
+                (
+                    c.co2net.pool_kernel >= 1 and c.co2net.pool_kernel % 2 == 1,
+                    "cbp.co2net.pool_kernel must be an odd number >= 1",
                 ),
                 (
                     min(c.co2net.alpha1, c.co2net.alpha2, c.co2net.alpha3, c.co2net.alpha4) >= 0,

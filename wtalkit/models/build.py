@@ -7,12 +7,16 @@ from torch import nn
 from wtalkit.config import Config
 from wtalkit.errors import WtalError
 from wtalkit.models.cbp import CBPBranch
+from wtalkit.models.co2net import CO2Net
+from wtalkit.models.um import UM
 
 
 def cbp_architectures() -> dict:
     """``cbp.arch`` name -> class; each implements the CBP interface of :mod:`wtalkit.models.cbp`."""
     return {
         "transformer": CBPBranch,
+        "co2net": CO2Net,
+        "um": UM,
     }
 
 
