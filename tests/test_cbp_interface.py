@@ -162,3 +162,32 @@ def test_config_rejects_bad_arch_and_options():
         with pytest.raises(WtalError):
             load_config("demo", [bad])
     assert load_config("demo", ["infer.theta_loc=[]", "infer.theta_act=[0.5]"]).infer.theta_act == [0.5]
+
+
+def test_oic_zero_below_scores_each_threshold_on_its_zeroed_column():
+    """UM's rule: a run cut at θ is scored on the column with values < θ set to 0."""
+    col = np.array([0.05, 0.15, 0.6, 0.7, 0.2, 0.05, 0.0, 0.0])
+    probs = col[:, None]
+    video = np.array([0.5])
+    plain = proposals_from_scores(probs, [0], [0.1, 0.5], GRID, "oic", video, 0.5, 0.2)
+    zeroed = proposals_from_scores(probs, [0], [0.1, 0.5], GRID, "oic", video, 0.5, 0.2, oic_zero_below=True)
+    np.testing.assert_array_equal(plain[:, :3], zeroed[:, :3])  # the same runs: 1..4 and 2..3
+
+    def oic(values, a, b):  # slow reference: inner mean - mean of int(0.5 * L) frames each side + 0.2 * video
+        n = b - a + 1
+        lo, hi = max(0, int(a - 0.5 * n)), min(len(values) - 1, int(b + 0.5 * n))
+        outer = [values[i] for i in list(range(lo, a)) + list(range(b + 1, hi + 1))]
+        return values[a : b + 1].mean() - (np.mean(outer) if outer else 0.0) + 0.2 * 0.5
+
+    z1, z5 = np.where(col >= 0.1, col, 0), np.where(col >= 0.5, col, 0)
+    want = {(1, 4): oic(z1, 1, 4), (2, 3): oic(z5, 2, 3)}
+    step = float(GRID.to_seconds(1))
+    got = {(round(r[1] / step), round(r[2] / step) - 1): r[3] for r in zeroed}
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k])
+
+
+def test_threshold_zero_keeps_only_positive_scores():
+    props = proposals_from_scores(np.array([[0.0], [0.3], [0.0], [0.4]]), [0], [0.0], GRID)
+    assert len(props) == 2

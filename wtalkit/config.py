@@ -151,6 +151,7 @@ class InferConfig:
     proposals: Literal["max", "oic"] = "max"  # proposal score: max inside (the paper) or outer-inner contrast
     oic_outer: float = 0.25  # oic: outer band on each side, as a fraction of the proposal's length
     oic_gamma: float = 0.2  # oic: weight of the class's video score
+    oic_zero_below: bool = False  # oic: score a run on its class's scores with those below its threshold zeroed (UM)
 
 
 @dataclass

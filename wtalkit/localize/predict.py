@@ -53,6 +53,7 @@ def detections(
         actionness=actionness,
         act_thresholds=cfg.theta_act,
         upsample=cfg.upsample,
+        oic_zero_below=cfg.oic_zero_below,
     )
     if cfg.nms == "hard":
         props = hard_nms(props, iou=cfg.nms_iou, max_keep=cfg.max_proposals, min_score=cfg.min_score)

@@ -20,8 +20,10 @@ from wtalkit.timeaxis import SnippetGrid
 
 
 def runs_above(scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive ``(first, last)`` snippet indices of runs with ``scores >= threshold``; ``scores [T]``."""
-    on = np.concatenate([[False], np.asarray(scores) >= threshold, [False]])
+    """Inclusive ``(first, last)`` snippet indices of runs with ``scores >= threshold`` and ``scores > 0``
+    (so a threshold of 0 keeps the positive scores, as UM's zeroing below the threshold does); ``scores [T]``."""
+    scores = np.asarray(scores)
+    on = np.concatenate([[False], (scores >= threshold) & (scores > 0), [False]])
     edges = np.flatnonzero(on[1:] != on[:-1])
     return edges[0::2], edges[1::2] - 1
 
@@ -71,7 +73,7 @@ def proposals_from_scores(
     class_ids,
     thresholds,
     grid: SnippetGrid,
-    score: str = "max",
+    score_kind: str = "max",
     video_scores=None,
     outer: float = 0.25,
     gamma: float = 0.2,
@@ -79,17 +81,20 @@ def proposals_from_scores(
     actionness: np.ndarray | None = None,
     act_thresholds=(),
     upsample: int = 1,
+    oic_zero_below: bool = False,
 ) -> np.ndarray:
     """Proposals for the classes ``class_ids`` from frame scores ``probs [T, C]``.
 
     Runs are cut where a class's column is >= each of ``thresholds`` and, when ``actionness [T]`` is
     given, where the class-agnostic actionness is >= each of ``act_thresholds``; every run is scored on
     the class's column. ``upsample`` > 1 first interpolates both signals to that many points per
-    snippet (runs then start and end between snippet boundaries).
+    snippet (runs then start and end between snippet boundaries). ``oic_zero_below``: a run cut at a
+    class threshold is scored on the class's column with the values below that threshold set to 0
+    (UM's post-processing), so the same run can score differently at different thresholds.
 
-    Returns a float array ``[N, 4]`` of ``(class_id, start_s, end_s, score)``; ``score`` is ``max`` or
-    ``oic`` (which needs ``video_scores [C]``). A run found again at another threshold (same class,
-    same snippets) is kept once.
+    Returns a float array ``[N, 4]`` of ``(class_id, start_s, end_s, score)``; ``score_kind`` is ``max``
+    or ``oic`` (which needs ``video_scores [C]``). A run found again at another threshold (same class,
+    same snippets) is kept once, with its highest score.
     """
     probs = upsample_scores(probs, upsample)
     act_runs = []
@@ -99,24 +104,36 @@ def proposals_from_scores(
     parts = []
     for c in class_ids:
         col = probs[:, c]
-        runs = [runs_above(col, thr) for thr in thresholds] + act_runs
-        if not runs:
+        # (first, last, the scores the runs are scored on): the class's column, or for oic_zero_below the
+        # column with the values below the run's own threshold set to 0
+        cuts = [
+            (*runs_above(col, thr), np.where(col >= thr, col, 0.0) if oic_zero_below else col) for thr in thresholds
+        ]
+        cuts += [(first, last, col) for first, last in act_runs]
+        rows = []
+        for first, last, values in cuts:
+            if len(first) == 0:
+                continue
+            score = (
+                run_max(values, first, last)
+                if score_kind == "max"
+                else run_oic(values, first, last, video_scores[c], outer, gamma)
+            )
+            rows.append(np.stack([first, last, score], axis=1))
+        if not rows:
             continue
-        first = np.concatenate([r[0] for r in runs])
-        last = np.concatenate([r[1] for r in runs])
-        if len(first) == 0:
-            continue
-        uniq = np.unique(np.stack([first, last], axis=1), axis=0)
-        first, last = uniq[:, 0], uniq[:, 1]
+        rows = np.concatenate(rows)
+        # a run found again at another threshold is kept once, with its best score (stable: first wins ties)
+        rows = rows[np.lexsort((-rows[:, 2], rows[:, 1], rows[:, 0]))]
+        rows = rows[np.r_[True, np.any(np.diff(rows[:, :2], axis=0) != 0, axis=1)]]
+        first, last = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
         parts.append(
             np.stack(
                 [
                     np.full(len(first), c, dtype=np.float64),
                     grid.to_seconds(first / upsample),
                     grid.to_seconds((last + 1) / upsample),
-                    run_max(col, first, last)
-                    if score == "max"
-                    else run_oic(col, first, last, video_scores[c], outer, gamma),
+                    rows[:, 2],
                 ],
                 axis=1,
             )
