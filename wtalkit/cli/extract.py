@@ -109,6 +109,30 @@ def _print_summary(summary) -> None:
 @click.option(
     "--workers", type=int, default=1, show_default=True, help="Videos processed at once (threads sharing the models)."
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="auto|ADDRESS",
+    help="Extract on a Ray cluster, one task per video (pip install 'wtalkit[ray]'): auto = the cluster started "
+    "on this machine with `ray start`, else a one-machine Ray for this run; or the head node's HOST:PORT.",
+)
+@click.option(
+    "--ray-cpus",
+    type=float,
+    default=None,
+    metavar="N",
+    help="With --ray: CPUs each video task reserves (its torch threads) [default: 2].",
+)
+@click.option(
+    "--ray-gpus",
+    type=float,
+    default=None,
+    metavar="F",
+    help="With --ray and a GPU device: the share of a GPU each video task reserves [default: 1].",
+)
 @device_option
 @click.option(
     "--precision",
@@ -134,6 +158,9 @@ def extract(
     subset,
     overwrite,
     workers,
+    ray_address,
+    ray_cpus,
+    ray_gpus,
     device,
     precision,
     as_json,
@@ -144,6 +171,8 @@ def extract(
     default; other frame rates are resampled by time); the trailing partial
     snippet is kept, padded with the last frame. Re-running skips videos
     already done; undecodable videos are listed and skipped (exit 1).
+    With --ray, each video is a Ray task on the cluster and this process
+    writes every file (--workers does not apply).
     """
     import json
 
@@ -173,6 +202,9 @@ def extract(
         precision=precision,
         subset=subset,
         progress=RichExtractProgress(err_console),
+        ray=ray_address,
+        ray_cpus=ray_cpus,
+        ray_gpus=ray_gpus,
     )
     _print_summary(summary)
     if as_json:

@@ -10,19 +10,20 @@ Crash safety: every file is written atomically (:mod:`wtalkit.io`); a video is
 *done* only when all requested streams have their file; ``annotations.json`` is
 rewritten (atomically) after each video and re-derived on a re-run for done
 videos it lacks. So killing the process at any moment and re-running finishes
-the dataset, with no partial file anywhere.
+the dataset, with no partial file anywhere. The same holds on Ray (``ray=``,
+:mod:`wtalkit.extract.distributed`): the videos are Ray tasks, and this
+process still writes every file.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wtalkit.errors import WtalError
+from wtalkit.extract.pipeline import VideoResult, error_line, process_video, write_video_features
 from wtalkit.extract.progress import ExtractProgress
 from wtalkit.extract.video import VIDEO_EXTENSIONS, probe
 from wtalkit.io import read_list_file
@@ -85,18 +86,6 @@ def collect_videos(inputs) -> list:
 
 
 @dataclass
-class VideoResult:
-    name: str
-    path: str
-    status: str  # "done" | "skipped" (already extracted) | "failed"
-    snippets: int = 0
-    seconds: float = 0.0  # wall-clock time spent on it
-    frames: float = 0.0  # grid frames processed (summed over streams, divided by their number)
-    error: str | None = None
-    precision: dict = field(default_factory=dict)  # stream -> precision used
-
-
-@dataclass
 class ExtractSummary:
     results: list
     streams: dict  # stream name -> backbone
@@ -132,54 +121,6 @@ class ExtractSummary:
         return d
 
 
-def _error_line(e: BaseException) -> str:
-    if isinstance(e, WtalError):
-        return str(e)
-    msg = " ".join(str(e).split())[:200]
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-
-
-# --------------------------------------------------------------------------- workers
-
-
-def _run_one(path, name, specs, encoders, out_dir, progress_advance):
-    """Extract one video and write its stream files; returns a VideoResult (never raises for bad videos)."""
-    from wtalkit.data.features import FeatureStream
-    from wtalkit.extract.pipeline import extract_video
-
-    t0 = time.perf_counter()
-    frames = [0.0]
-
-    def advance(n):
-        frames[0] += n
-        progress_advance(n)
-
-    try:
-        info = probe(path)
-        feats = extract_video(path, specs, encoders=encoders, progress=advance, info=info)
-        for sname, x in feats.items():
-            stream = FeatureStream(Path(out_dir) / "features" / sname)
-            stream.write(name, x)
-        snippets = min(len(x) for x in feats.values())
-        return VideoResult(
-            name,
-            str(path),
-            "done",
-            snippets,
-            time.perf_counter() - t0,
-            frames[0],
-            precision={s: e.precision for s, e in encoders.items()},
-        ), info
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except MemoryError:
-        raise
-    except Exception as e:  # any per-video failure is reported and the batch goes on
-        if not isinstance(e, WtalError) and os.environ.get("WTALKIT_DEBUG"):
-            traceback.print_exc()
-        return VideoResult(name, str(path), "failed", 0, time.perf_counter() - t0, frames[0], _error_line(e)), None
-
-
 # --------------------------------------------------------------------------- dataset
 
 
@@ -204,18 +145,24 @@ def extract_dataset(
     precision: str = "auto",
     subset: str = "test",
     progress: ExtractProgress | None = None,
+    ray: str | None = None,
+    ray_cpus: float | None = None,
+    ray_gpus: float | None = None,
 ) -> ExtractSummary:
     """Extract ``streams`` (``{name: StreamSpec}``) for ``videos`` into the dataset folder ``out_dir``.
 
     ``videos``: paths of video files, folders or ``.txt`` lists (see
     :func:`collect_videos`). Videos whose stream files all exist are skipped
     unless ``overwrite``. New videos are added to ``annotations.json`` with
-    ``subset``; existing entries are kept as they are. ``workers`` > 1 extracts
-    that many videos at once (threads sharing the encoders, each with a share
-    of torch's CPU threads).
+    ``subset``, in the order given, after the entries already there (which are
+    kept as they are). ``workers`` > 1 extracts that many videos at once
+    (threads sharing the encoders, each with a share of torch's CPU threads).
+    ``ray`` (``"auto"`` or a cluster address) runs one Ray task per video
+    instead, each reserving ``ray_cpus`` CPUs and ``ray_gpus`` GPUs (see
+    :mod:`wtalkit.extract.distributed`); this process writes every file.
     Bad videos are reported in the summary (status ``failed``), never raised;
     WtalError is raised only for problems with the whole run (bad weights,
-    mismatching ``meta.json``, malformed annotations, ...).
+    mismatching ``meta.json``, malformed annotations, no Ray, ...).
     """
     from wtalkit.data.annotations import Annotations, Video, load_annotations
     from wtalkit.data.features import FeatureStream
@@ -227,89 +174,140 @@ def extract_dataset(
         raise WtalError("no feature streams requested")
     if workers < 1:
         raise WtalError(f"--workers must be >= 1, got {workers}")
+    if ray is None and (ray_cpus is not None or ray_gpus is not None):
+        raise WtalError("--ray-cpus and --ray-gpus only apply with --ray")
+    if ray is not None and workers != 1:
+        raise WtalError(
+            "--workers is for local extraction; with --ray every video is its own Ray task and the cluster runs "
+            "as many at once as it has room for (set the room one takes with --ray-cpus / --ray-gpus)"
+        )
     if not subset or not isinstance(subset, str):
         raise WtalError("subset must be a non-empty name")
     paths = collect_videos(videos)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise WtalError(f"output dataset path is not a folder: {out_dir}")
-    dev = resolve_device(device)
-    created = not out_dir.exists()  # a run that extracts nothing removes the skeleton it made
-    ann_path = out_dir / "annotations.json"
-    ann = load_annotations(ann_path) if ann_path.exists() else Annotations([], {})
+    cluster = None
+    if ray is not None:
+        from wtalkit.extract.distributed import RayCluster
 
-    # Build the encoders first: bad weights fail before any work, and meta.json needs their dim.
-    encoders = {name: build_encoder(spec, dev, precision) for name, spec in streams.items()}
-    stream_dirs = {name: out_dir / "features" / name for name in streams}
-    fs = {
-        name: FeatureStream.create(stream_dirs[name], spec.meta(encoders[name].dim)) for name, spec in streams.items()
-    }
-    _clean_stale_temps([out_dir, *stream_dirs.values()])
-
-    t0 = time.perf_counter()
-    results: dict = {}
-    dirty = False
-
-    def add_annotation(name, info) -> None:
-        nonlocal dirty
-        if name not in ann.videos and info is not None:
-            ann.videos[name] = Video(name, subset, float(info.duration), fps=float(info.fps))
-            dirty = True
-
-    def save_annotations() -> None:
-        nonlocal dirty
-        if dirty or not ann_path.exists():
-            ann.save(ann_path)
-            dirty = False
-
-    todo = []
-    for p in paths:
-        name = p.stem
-        if not overwrite and all(s.has(name) for s in fs.values()):
-            info = None
-            if name not in ann.videos:  # killed between its features and annotations.json: re-derive
-                try:
-                    info = probe(p)
-                except WtalError:
-                    info = None
-            add_annotation(name, info)
-            results[name] = VideoResult(name, str(p), "skipped")
-        else:
-            todo.append(p)
-    save_annotations()
-
-    cosines: dict = dict.fromkeys(streams)
-    precisions: dict = {name: enc.precision for name, enc in encoders.items()}
-
-    def finish(result, info, cos=None) -> None:
-        results[result.name] = result
-        if result.status == "done":
-            add_annotation(result.name, info)
-            save_annotations()
-            for s, p in result.precision.items():
-                # Report the weakest outcome: a fallback to fp32 anywhere shows.
-                if p == "fp32" or precisions.get(s) is None:
-                    precisions[s] = p
-        for s, c in (cos or {}).items():
-            if c is not None and (cosines[s] is None or c < cosines[s]):
-                cosines[s] = c
-        progress.video_end(result)
-
-    progress.start(len(paths), len(todo))
+        # Connect first: no Ray, a bad address or a cluster without the resources asked for is an
+        # error before anything is written.
+        cluster = RayCluster.connect(ray, device, precision, ray_cpus, ray_gpus)
     try:
-        for name in results:
-            progress.video_end(results[name])
-        if workers == 1 or len(todo) <= 1:
-            for p in todo:
-                progress.video_start(p.stem)
-                result, info = _run_one(p, p.stem, streams, encoders, out_dir, progress.advance)
-                finish(result, info, {s: e.check_cosine for s, e in encoders.items()})
-        else:
-            _run_pool(todo, streams, encoders, dev, workers, out_dir, progress, finish)
+        # On Ray the encoders built here only check the weights and give meta.json its dims:
+        # the workers build their own, on their own device.
+        dev = resolve_device("cpu" if cluster else device)
+        created = not out_dir.exists()  # a run that extracts nothing removes the skeleton it made
+        ann_path = out_dir / "annotations.json"
+        ann = load_annotations(ann_path) if ann_path.exists() else Annotations([], {})
+
+        # Build the encoders first: bad weights fail before any work, and meta.json needs their dim.
+        encoders = {name: build_encoder(spec, dev, "fp32" if cluster else precision) for name, spec in streams.items()}
+        stream_dirs = {name: out_dir / "features" / name for name in streams}
+        fs = {
+            name: FeatureStream.create(stream_dirs[name], spec.meta(encoders[name].dim))
+            for name, spec in streams.items()
+        }
+        _clean_stale_temps([out_dir, *stream_dirs.values()])
+        if cluster:
+            encoders = {}  # free the driver's copies
+
+        t0 = time.perf_counter()
+        results: dict = {}
+        dirty = False
+        before = list(ann.videos)  # entries already there keep their place
+        order = {p.stem: i for i, p in enumerate(paths)}
+
+        def add_annotation(name, info) -> None:
+            nonlocal dirty
+            if name not in ann.videos and info is not None:
+                ann.videos[name] = Video(name, subset, float(info.duration), fps=float(info.fps))
+                dirty = True
+
+        def save_annotations() -> None:
+            nonlocal dirty
+            if dirty or not ann_path.exists():
+                # New videos in the order given, whatever order they finished in (threads, Ray):
+                # the same annotations.json for every backend.
+                old = set(before)
+                added = sorted((n for n in ann.videos if n not in old), key=lambda n: order.get(n, -1))
+                ann.videos = {n: ann.videos[n] for n in [*before, *added]}
+                ann.save(ann_path)
+                dirty = False
+
+        todo = []
+        for p in paths:
+            name = p.stem
+            if not overwrite and all(s.has(name) for s in fs.values()):
+                info = None
+                if name not in ann.videos:  # killed between its features and annotations.json: re-derive
+                    try:
+                        info = probe(p)
+                    except WtalError:
+                        info = None
+                add_annotation(name, info)
+                results[name] = VideoResult(name, str(p), "skipped")
+            else:
+                todo.append(p)
+        save_annotations()
+
+        cosines: dict = dict.fromkeys(streams)
+        precisions: dict = {name: enc.precision for name, enc in encoders.items()}
+
+        def finish(result, info, feats=None, cos=None) -> None:
+            """Commit a video's outcome: its files (this process writes them all), annotations, progress."""
+            if result.status == "done":
+                try:
+                    write_video_features(out_dir, result.name, feats)
+                except Exception as e:  # a file that cannot be written fails this video, as a bad one would
+                    result.status, result.snippets, result.error = "failed", 0, error_line(e)
+            results[result.name] = result
+            if result.status == "done":
+                add_annotation(result.name, info)
+                save_annotations()
+                for s, p in result.precision.items():
+                    # Report the weakest outcome: a fallback to fp32 anywhere shows.
+                    if p == "fp32" or precisions.get(s) is None:
+                        precisions[s] = p
+            for s, c in (cos or {}).items():
+                if c is not None and (cosines[s] is None or c < cosines[s]):
+                    cosines[s] = c
+            progress.video_end(result)
+
+        progress.start(len(paths), len(todo))
+        try:
+            for name in results:
+                progress.video_end(results[name])
+            if cluster is not None:
+                if todo:
+                    cluster.run(todo, streams, progress, finish)
+            elif workers == 1 or len(todo) <= 1:
+                for p in todo:
+                    name = p.stem
+                    progress.video_start(name)
+                    finish(
+                        *process_video(
+                            p,
+                            name,
+                            streams,
+                            encoders,
+                            advance=lambda n, name=name: progress.video_advance(name, n),
+                            on_length=lambda n, name=name: progress.video_length(name, n),
+                        )
+                    )
+            else:
+                _run_pool(todo, streams, encoders, dev, workers, progress, finish)
+        finally:
+            progress.close()
+            if created and not any(r.status == "done" for r in results.values()):
+                shutil.rmtree(out_dir, ignore_errors=True)
     finally:
-        progress.close()
-        if created and not any(r.status == "done" for r in results.values()):
-            shutil.rmtree(out_dir, ignore_errors=True)
+        if cluster is not None:
+            cluster.close()
+    for s in streams:
+        if precisions.get(s) is None:  # nothing extracted on Ray: what was asked
+            precisions[s] = precision
     ordered = [results[p.stem] for p in paths]
     return ExtractSummary(
         ordered,
@@ -325,8 +323,8 @@ class _Cancelled(BaseException):
     """Raised inside worker threads to stop them (not an Exception: never reported as a video failure)."""
 
 
-def _run_pool(todo, streams, encoders, device, workers, out_dir, progress, finish) -> None:
-    """Several videos at once in worker threads sharing the encoders.
+def _run_pool(todo, streams, encoders, device, workers, progress, finish) -> None:
+    """Several videos at once in worker threads sharing the encoders; this thread commits the results.
 
     The heavy parts (decord decoding, torch kernels) release the GIL, so
     threads run in parallel without a copy of the models per worker; on CPU
@@ -342,11 +340,14 @@ def _run_pool(todo, streams, encoders, device, workers, out_dir, progress, finis
     lock = threading.Lock()
     stop = threading.Event()
 
-    def advance(n):
-        if stop.is_set():
-            raise _Cancelled
-        with lock:
-            progress.advance(n)
+    def callback(method, name):
+        def call(n):
+            if stop.is_set():
+                raise _Cancelled
+            with lock:
+                method(name, n)
+
+        return call
 
     share = max(1, torch.get_num_threads() // workers) if device.type == "cpu" else None
 
@@ -357,7 +358,14 @@ def _run_pool(todo, streams, encoders, device, workers, out_dir, progress, finis
             torch.set_num_threads(share)  # per thread: this worker's kernels
         with lock:
             progress.video_start(p.stem)
-        return _run_one(p, p.stem, streams, encoders, out_dir, advance)
+        return process_video(
+            p,
+            p.stem,
+            streams,
+            encoders,
+            advance=callback(progress.video_advance, p.stem),
+            on_length=callback(progress.video_length, p.stem),
+        )
 
     old_threads = torch.get_num_threads()
     ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wtalkit-extract")
@@ -366,9 +374,9 @@ def _run_pool(todo, streams, encoders, device, workers, out_dir, progress, finis
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for f in done:
-                result, info = f.result()
+                outcome = f.result()
                 with lock:
-                    finish(result, info, {s: e.check_cosine for s, e in encoders.items()})
+                    finish(*outcome)
     except BaseException:
         stop.set()  # running videos stop at their next batch; nothing partial is written
         ex.shutdown(wait=True, cancel_futures=True)

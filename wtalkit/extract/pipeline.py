@@ -33,11 +33,14 @@ into a :class:`StreamSpec` (``weights`` maps a backbone to a local file).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import re
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -439,3 +442,90 @@ def extract_video(
                 raise WtalError(f"{path}: the '{name}' encoder produced NaN or infinite features")
             out[name] = feats.astype(np.float32, copy=False)
     return out
+
+
+# --------------------------------------------------------------------------- one video, as a dataset step
+
+
+@dataclass
+class VideoResult:
+    """One video's outcome in a dataset run (a row of the end-of-run summary)."""
+
+    name: str
+    path: str
+    status: str  # "done" | "skipped" (already extracted) | "failed"
+    snippets: int = 0
+    seconds: float = 0.0  # wall-clock time spent on it
+    frames: float = 0.0  # grid frames processed (summed over streams, divided by their number)
+    error: str | None = None
+    precision: dict = field(default_factory=dict)  # stream -> precision used
+
+
+def error_line(e: BaseException) -> str:
+    """A failure as one line: a WtalError's own message, else the exception's type and message."""
+    if isinstance(e, WtalError):
+        return str(e)
+    msg = " ".join(str(e).split())[:200]
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def video_frames(info, streams: dict) -> float:
+    """A video's length in the units of the progress callbacks: grid frames, averaged over the streams."""
+    return sum(grid_length(info, spec.fps) for spec in streams.values()) / max(1, len(streams))
+
+
+def process_video(path, name, streams, encoders, advance=None, on_length=None):
+    """Extract one video's features, writing nothing: the one per-video step of every backend.
+
+    Local extraction (one video at a time or in threads) and Ray tasks both call
+    this; the caller commits the features with :func:`write_video_features`
+    (on Ray, the driver does, so a killed worker never leaves a file behind).
+    ``advance(frames)`` is called as grid frames are processed (a video's
+    total is :func:`video_frames`, passed to ``on_length`` once the video is
+    probed). Returns ``(VideoResult, VideoInfo | None, {stream: float32 [T, D]} | None,
+    {stream: check cosine})``; never raises for a bad video (status ``failed``).
+    """
+    t0 = time.perf_counter()
+    frames = [0.0]
+
+    def counted(n):
+        frames[0] += n
+        if advance is not None:
+            advance(n)
+
+    def cosines():
+        return {s: getattr(e, "check_cosine", None) for s, e in encoders.items()}
+
+    try:
+        info = probe(path)
+        if on_length is not None:
+            on_length(video_frames(info, streams))
+        feats = extract_video(path, streams, encoders=encoders, progress=counted, info=info)
+        snippets = min(len(x) for x in feats.values())
+        result = VideoResult(
+            name,
+            str(path),
+            "done",
+            snippets,
+            time.perf_counter() - t0,
+            frames[0],
+            precision={s: e.precision for s, e in encoders.items()},
+        )
+        return result, info, feats, cosines()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except MemoryError:
+        raise
+    except Exception as e:  # any per-video failure is reported and the batch goes on
+        if not isinstance(e, WtalError) and os.environ.get("WTALKIT_DEBUG"):
+            traceback.print_exc()
+        failed = VideoResult(name, str(path), "failed", 0, time.perf_counter() - t0, frames[0], error_line(e))
+        return failed, None, None, cosines()
+
+
+def write_video_features(out_dir, name, feats: dict) -> None:
+    """Commit one video's stream files (each written atomically; the video is done when all exist)."""
+    from wtalkit.data.features import FeatureStream
+
+    for sname, x in feats.items():
+        FeatureStream(Path(out_dir) / "features" / sname).write(name, x)
