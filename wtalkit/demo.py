@@ -118,10 +118,24 @@ def evaluate_scores(scores: dict, data: Path, cfg):
     return evaluate_detection(load_annotations(data / "annotations.json"), results, cfg.data.test_subset, cfg.eval.tiou)
 
 
+TABLE6 = (("co2net", "CO2-Net"), ("um", "UM"))  # cbp.arch and row name; presets demo-ARCH
+
+
 def run_demo(
-    out_dir, *, quick: bool = False, seed: int = 0, device=None, console=None, progress: bool = True
+    out_dir,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    device=None,
+    console=None,
+    progress: bool = True,
+    table6: bool = False,
 ) -> DemoReport:
-    """Warm-up, raw VLP, only-F, only-B and alternate on the synthetic data; mAP and Table-3 rows."""
+    """Warm-up, raw VLP, only-F, only-B and alternate on the synthetic data; mAP and Table-3 rows.
+
+    ``table6``: also the paper's Table 6, each architecture of :data:`TABLE6` as the CBP branch
+    (preset ``demo-ARCH``) after its warm-up and after alternate training.
+    """
     from wtalkit.config import load_config
     from wtalkit.localize.evaluate import evaluate_run
     from wtalkit.train.alternate import train_alternate
@@ -147,11 +161,12 @@ def run_demo(
         if console:
             console.rule(text)
 
-    say("1/5 warm-up: CBP branch, MIL on video labels")
+    steps = 5 + (len(TABLE6) if table6 else 0)
+    say(f"1/{steps} warm-up: CBP branch, MIL on video labels")
     run = out / "run"
     warm = train_warmup(data, run, cfg, overwrite=True, console=console, progress=progress)
     add("CBP warm-up only", evaluate_run(warm, data, "cbp", device=cfg.train.device))
-    say("2/5 raw VLP: zero-shot CLIP, plain prompt, no training")
+    say(f"2/{steps} raw VLP: zero-shot CLIP, plain prompt, no training")
     add(
         "raw VLP zero-shot",
         evaluate_scores(branch_scores(warm, data, "raw-vlp", test, device=cfg.train.device, cfg=cfg), data, cfg),
@@ -161,13 +176,13 @@ def run_demo(
         ("raw VLP (zero-shot)", pseudo_labels(warm, data, "raw-vlp", test, device=cfg.train.device)[1])
     )
     for i, (schedule, name) in enumerate((("only-f", "only-F"), ("only-b", "only-B (fused avg)")), start=3):
-        say(f"{i}/5 ablation {name}")
+        say(f"{i}/{steps} ablation {name}")
         c = load_config("demo", sets + [f"train.schedule={schedule}"])
         ck = train_alternate(
             data, out / f"run_{schedule}", c, warmup_ckpt=warm, overwrite=True, console=console, progress=progress
         )
         add(name, evaluate_run(ck, data, device=cfg.train.device))
-    say(f"5/5 alternate B/F training, {cfg.train.rounds} round(s)")
+    say(f"5/{steps} alternate B/F training, {cfg.train.rounds} round(s)")
     final = train_alternate(
         data,
         run,
@@ -185,8 +200,37 @@ def run_demo(
     report.selection = load_checkpoint(final).get("selection")
     report.miou_rows.append(("alternate: CBP", pseudo_labels(final, data, "cbp", test, device=cfg.train.device)[1]))
     report.miou_rows.append(("alternate: VLP", pseudo_labels(final, data, "vlp", test, device=cfg.train.device)[1]))
+    if table6:
+        for name, res in table6_rows(data, out, sets, console=console, progress=progress, first_step=6, steps=steps):
+            add(name, res)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def table6_rows(data, out, sets=(), *, console=None, progress: bool = True, first_step: int = 1, steps=None) -> list:
+    """The paper's Table 6 on ``data``: each architecture of :data:`TABLE6` as the CBP branch (preset
+    ``demo-ARCH`` with ``sets`` on top), scored after its warm-up and after alternate training.
+
+    Returns ``[(row name, DetectionResult)]``; runs go to ``out/run_ARCH``.
+    """
+    from wtalkit.config import load_config
+    from wtalkit.localize.evaluate import evaluate_run
+    from wtalkit.train.alternate import train_alternate
+    from wtalkit.train.warmup import train_warmup
+
+    rows = []
+    for i, (arch, name) in enumerate(TABLE6, start=first_step):
+        if console:
+            console.rule(
+                f"{i}/{steps or len(TABLE6)} Table 6: {name} as the CBP branch, warm-up then alternate training"
+            )
+        cfg = load_config(f"demo-{arch}", list(sets))
+        run = Path(out) / f"run_{arch}"
+        warm = train_warmup(data, run, cfg, overwrite=True, console=console, progress=progress)
+        rows.append((f"{name} (warm-up)", evaluate_run(warm, data, "cbp", device=cfg.train.device)))
+        final = train_alternate(data, run, cfg, warmup_ckpt=warm, overwrite=True, console=console, progress=progress)
+        rows.append((f"{name} + alternate", evaluate_run(final, data, "cbp", device=cfg.train.device)))
+    return rows
 
 
 def _reports(report) -> list:

@@ -25,9 +25,15 @@ from wtalkit.cli.common import device_option, err_console, out_console
     type=click.IntRange(min=1),
     help="Run seeds SEED .. SEED+N-1 (data and training) and print mean ± std over them (in OUTPUT/seed_K).",
 )
+@click.option(
+    "--table6",
+    is_flag=True,
+    help="Also CO2-Net and UM as the CBP branch, each warmed up and then alternate-trained (the paper's "
+    "Table 6; presets demo-co2net, demo-um). Adds several minutes on a CPU.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @device_option
-def demo(output, quick, seed, seeds, quiet, device):
+def demo(output, quick, seed, seeds, table6, quiet, device):
     """Generate a synthetic THUMOS14-structured dataset and run the whole pipeline.
 
     The data are synthetic (see README): real THUMOS14 video lengths and action
@@ -37,7 +43,14 @@ def demo(output, quick, seed, seeds, quiet, device):
     from wtalkit.demo import demo_table, miou_table, rounds_table, run_demo_seeds, selection_line
 
     reports = run_demo_seeds(
-        output, seeds=seeds, seed=seed, quick=quick, device=device, console=err_console, progress=not quiet
+        output,
+        seeds=seeds,
+        seed=seed,
+        quick=quick,
+        table6=table6,
+        device=device,
+        console=err_console,
+        progress=not quiet,
     )
     console = out_console()
     console.print(demo_table(reports))
