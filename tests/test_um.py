@@ -9,8 +9,9 @@ import torch
 from wtalkit.config import CBPConfig, UMConfig, load_config
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp
+from wtalkit.models.cbp import topk_pool
 from wtalkit.models.checkpoint import load_checkpoint
-from wtalkit.models.um import UM, select_mean, topk_mean
+from wtalkit.models.um import UM, select_mean
 from wtalkit.train.run import Run
 from wtalkit.train.warmup import train_warmup
 
@@ -115,7 +116,7 @@ def test_padding_never_selected_nor_averaged():
     v = torch.arange(8.0).view(1, 8, 1)
     mask = torch.tensor([[True] * 4 + [False] * 4])
     k = torch.tensor([2])
-    assert float(topk_mean(v, mask, k, 2)) == 2.5 and float(topk_mean(v, mask, k, 2, largest=False)) == 0.5
+    assert float(topk_pool(v, mask, 2)) == 2.5 and float(topk_pool(v, mask, 2, largest=False)) == 0.5
     assert float(select_mean(v, v[..., 0], mask, k, 2)) == 2.5
     assert float(select_mean(v, v[..., 0], mask, torch.tensor([1]), 3)) == 3.0  # kmax > k: extra picks weigh 0
 

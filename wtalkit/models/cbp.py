@@ -139,23 +139,24 @@ class CBPBranch(nn.Module):
         return topk_pool(logits[..., :-1], mask, self.topk_ratio).softmax(-1)
 
 
-def topk_pool(logits: torch.Tensor, mask: torch.Tensor | None, ratio: int, largest: bool = True) -> torch.Tensor:
-    """Mean of the top ``k = max(1, T_valid // ratio)`` frame logits per class: ``[B, T, C] -> [B, C]``.
+def topk_pool(values: torch.Tensor, mask: torch.Tensor | None, ratio: float, largest: bool = True) -> torch.Tensor:
+    """Mean of each column's ``k = max(1, ⌊T_valid / ratio⌋)`` largest frames: ``[B, T, K] -> [B, K]``.
 
-    Each video uses its own k from its number of valid frames; padded frames never count.
-    ``largest=False`` pools the bottom k instead.
+    The one top-k pooling of every CBP architecture (MIL video scores, CO2-Net, UM). Each video uses
+    its own k from its number of valid frames; padded frames never count. ``largest=False`` pools the
+    bottom k instead. No value is read back to the host: the pooled width is ``⌊T / ratio⌋``, from
+    the static shape, and each video keeps its first k ranks.
     """
-    B, T, C = logits.shape
+    B, T, _ = values.shape
+    kmax = min(T, max(1, int(T // ratio)))
     if mask is None:
-        mask = torch.ones(B, T, dtype=torch.bool, device=logits.device)
-    valid = mask.sum(1)  # [B]
-    k = torch.clamp(valid // ratio, min=1)  # [B]
-    filled = logits.masked_fill(~mask[..., None], float("-inf") if largest else float("inf"))
-    kmax = int(k.max())
-    top, _ = filled.topk(kmax, dim=1, largest=largest)  # [B, kmax, C]
-    keep = (torch.arange(kmax, device=logits.device)[None, :] < k[:, None]).to(logits.dtype)  # [B, kmax]
-    top = torch.where(keep[..., None] > 0, top, torch.zeros_like(top))
-    return top.sum(1) / k[:, None].to(logits.dtype)
+        return values.topk(kmax, dim=1, largest=largest).values.mean(1)
+    k = torch.clamp(torch.floor(mask.sum(1).to(torch.float64) / ratio), min=1).to(values.dtype)  # [B]
+    filled = values.masked_fill(~mask[..., None], float("-inf") if largest else float("inf"))
+    top = filled.topk(kmax, dim=1, largest=largest).values  # [B, kmax, K]
+    keep = torch.arange(kmax, device=values.device)[None, :] < k[:, None]  # [B, kmax]
+    top = torch.where(keep[..., None], top, torch.zeros_like(top))
+    return top.sum(1) / k[:, None]
 
 
 def mil_loss(logits: torch.Tensor, mask: torch.Tensor | None, labels: torch.Tensor, ratio: int) -> torch.Tensor:

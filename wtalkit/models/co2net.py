@@ -70,6 +70,7 @@ from torch import nn
 
 from wtalkit.config import CBPConfig
 from wtalkit.errors import WtalError
+from wtalkit.models.cbp import topk_pool
 
 
 def _leaky(x: torch.Tensor) -> torch.Tensor:
@@ -177,7 +178,7 @@ class CO2Net(nn.Module):
             "probs": attn[..., None] * cas[..., :-1].softmax(-1),
             "loc": weighted[..., :-1],
             "actionness": attn,
-            "video": topk_mean(weighted, mask, self.cfg.video_topk_ratio).softmax(-1)[:, :-1],
+            "video": topk_pool(weighted, mask, self.cfg.video_topk_ratio).softmax(-1)[:, :-1],
         }
 
     def _smooth(self, t: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
@@ -211,24 +212,6 @@ class CO2Net(nn.Module):
         return total, {k: v.detach() for k, v in parts.items()}
 
 
-def topk_mean(scores: torch.Tensor, mask: torch.Tensor | None, ratio: float) -> torch.Tensor:
-    """Mean of each column's ``k = max(1, ⌊T_valid / ratio⌋)`` largest valid frames: ``[B, T, K] -> [B, K]``.
-
-    ``k`` is per video and never read on the host: the whole valid sequence is sorted and the
-    first ``k`` ranks kept (padded frames sort last and never count).
-    """
-    B, T, _ = scores.shape
-    if mask is None:
-        k = max(1, int(T // ratio))
-        return scores.topk(k, dim=1).values.mean(1)
-    n = mask.sum(1).to(scores.dtype)
-    k = torch.clamp(torch.floor(n / ratio), min=1)  # [B]
-    ranked = scores.masked_fill(~mask[..., None], float("-inf")).sort(dim=1, descending=True).values
-    keep = torch.arange(T, device=scores.device)[None, :] < k[:, None]  # [B, T]
-    ranked = torch.where(keep[..., None], ranked, torch.zeros_like(ranked))
-    return ranked.sum(1) / k[:, None]
-
-
 def suppressed_cas(cas: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
     """``A ⊙ (CAS − m) + m`` with ``m`` each frame's minimum over the outputs (paper Eq. 7)."""
     low = cas.min(-1, keepdim=True).values
@@ -245,7 +228,7 @@ def mil_topk_loss(
     bg = torch.full_like(labels[:, :1], 1.0 if background else 0.0)
     target = torch.cat([labels, bg], 1)
     target = target / (target.sum(1, keepdim=True) + 1e-4)
-    return -(target * F.log_softmax(topk_mean(cas, mask, ratio), -1)).sum(1).mean()
+    return -(target * F.log_softmax(topk_pool(cas, mask, ratio), -1)).sum(1).mean()
 
 
 def co_activity_loss(

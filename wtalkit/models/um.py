@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wtalkit.config import CBPConfig, UMConfig
+from wtalkit.models.cbp import topk_pool
 
 
 def _k(valid: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -68,14 +69,6 @@ def select_mean(values: torch.Tensor, key: torch.Tensor, mask: torch.Tensor, k: 
     w = (torch.arange(kmax, device=key.device)[None, :] < k[:, None]).to(values.dtype) / k[:, None].to(values.dtype)
     picked = values.gather(1, idx[..., None].expand(-1, -1, values.shape[-1]))  # finite everywhere
     return (picked * w[..., None]).sum(1)
-
-
-def topk_mean(values: torch.Tensor, mask: torch.Tensor, k: torch.Tensor, kmax: int, largest: bool = True):
-    """Per-column mean of the ``k[b]`` largest (or smallest) valid entries of ``values [B, T, F]``."""
-    fill = float("-inf") if largest else float("inf")
-    top = values.masked_fill(~mask[..., None], fill).topk(kmax, dim=1, largest=largest).values
-    keep = torch.arange(kmax, device=values.device)[None, :, None] < k[:, None, None]
-    return torch.where(keep, top, torch.zeros_like(top)).sum(1) / k[:, None].to(values.dtype)
 
 
 def minmax(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -146,12 +139,12 @@ class UM(nn.Module):
         feat_act = select_mean(features, mag * sel, mask, k_act, ka_max)
         feat_bkg = select_mean(features, (mag_max - mag) * sel, mask, k_bkg, kb_max)
         video_bkg = select_mean(cas, (mag_max - mag) * sel, mask, k_bkg, kb_max).softmax(-1)
-        video = topk_mean(cas, mask, k_act, ka_max).softmax(-1)
+        video = topk_pool(cas, mask, u.r_act).softmax(-1)
 
         # inference signals: magnitudes normalised between the mean background and action magnitudes
         with torch.no_grad():
-            hi = topk_mean(mag[..., None], mask, k_act, ka_max)  # [B, 1]
-            lo = topk_mean(mag[..., None], mask, k_bkg, kb_max, largest=False)
+            hi = topk_pool(mag[..., None], mask, u.r_act)  # [B, 1]
+            lo = topk_pool(mag[..., None], mask, u.r_bkg, largest=False)
         m = mask.to(mag.dtype)
         actionness = minmax(mag, lo, hi) * m
         probs = cas.softmax(-1) * actionness[..., None]
