@@ -60,3 +60,31 @@ def test_checkpoint_against_other_features(tiny_dataset, tmp_path):
         np.save(f, np.zeros((10, 48), np.float32))
     with pytest.raises(WtalError, match="dimension 48.*expects 32"):
         localize_dataset(Predictor(tmp_path / "r"), other, "test")
+
+
+def test_diverged_training_stops_with_one_line(tiny_dataset, tiny_clip_path, tmp_path, monkeypatch):
+    """A NaN loss (read once per epoch) ends warm-up and alternate training with a one-line error; no
+    final checkpoint is written and the last finished epoch's resume checkpoint is kept."""
+    from wtalkit.models.cbp import CBPBranch
+    from wtalkit.train.alternate import train_alternate
+
+    cfg = load_config("demo", TINY_SETS + [f"vlp.clip_model={tiny_clip_path}", "train.rounds=1"])
+    run = tmp_path / "run"
+    train_warmup(tiny_dataset, run, cfg)
+    real = CBPBranch.loss
+    calls = {"n": 0}
+
+    def poisoned(self, out, mask, labels, pairs=0):
+        calls["n"] += 1
+        loss, parts = real(self, out, mask, labels, pairs)
+        return (loss * float("nan"), parts) if calls["n"] > 2 else (loss, parts)
+
+    monkeypatch.setattr(CBPBranch, "loss", poisoned)
+    with pytest.raises(WtalError, match="training diverged.*warm-up epoch 2.*warmup_last.pt"):
+        train_warmup(tiny_dataset, tmp_path / "again", cfg)
+    assert not (tmp_path / "again" / "warmup.pt").exists()
+    assert load_checkpoint(tmp_path / "again" / "checkpoints" / "warmup_last.pt")["epoch"] == 1
+    calls["n"] = 2  # the F step's first batch is already poisoned
+    with pytest.raises(WtalError, match="training diverged.*round 1 F step"):
+        train_alternate(tiny_dataset, run, cfg, overwrite=True)
+    assert not (run / "alternate.pt").exists()

@@ -70,6 +70,7 @@ from wtalkit.train.pseudo import Agreement, resolve_conflicts, select_round, ter
 from wtalkit.train.run import (
     Run,
     check_fingerprint,
+    check_finite,
     dataset_fingerprint,
     isolated_rng,
     restore_rng,
@@ -329,6 +330,7 @@ def train_alternate(
             rnd, step, ep = steps[pos]
             t0 = time.perf_counter()
             stats = trainer.epoch(step, np_rng)
+            check_finite(stats, f"alternate round {rnd} {step} step epoch {ep}", last if pos > 0 else None)
             dt = time.perf_counter() - t0
             pos += 1
             terms = " ".join(f"{k} {v:.4f}" for k, v in stats.items() if k != "loss")

@@ -203,3 +203,17 @@ def tensors_digest(state: dict) -> str:
 def seed_everything(seed: int) -> np.random.Generator:
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+def check_finite(values: dict, where: str, kept=None) -> None:
+    """Stop a diverged training with a one-line error: a NaN or infinite epoch loss (read once per epoch,
+    so no step waits for it). The epoch's checkpoint is not written; ``kept`` names the last one."""
+    import math
+
+    bad = sorted(k for k, v in values.items() if not math.isfinite(float(v)))
+    if bad:
+        keep = f"; the last finished epoch is kept in {kept}" if kept else ""
+        raise WtalError(
+            f"training diverged: the {', '.join(bad)} of {where} is not finite (lower optim.lr, or set "
+            f"optim.grad_clip){keep}"
+        )

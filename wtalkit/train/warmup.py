@@ -28,7 +28,15 @@ from wtalkit.models.build import build_cbp, load_branch
 from wtalkit.models.checkpoint import load_checkpoint
 from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
-from wtalkit.train.run import Run, check_fingerprint, dataset_fingerprint, restore_rng, rng_state, seed_everything
+from wtalkit.train.run import (
+    Run,
+    check_fingerprint,
+    check_finite,
+    dataset_fingerprint,
+    restore_rng,
+    rng_state,
+    seed_everything,
+)
 
 # what a warm-up starting over makes stale: everything alternate training derived from the old warm-up
 STALE_STAGES = ("warmup", "alternate", "alternate-eval")
@@ -144,6 +152,7 @@ def train_warmup(
                 n[0] += 1
 
             loss = cbp_epoch(model, opt, bank, np_rng, cfg, on_batch, precision)
+            check_finite({"loss": loss}, f"warm-up epoch {epoch + 1}", last if epoch > 0 else None)
             dt = time.perf_counter() - t0
             bar.update(
                 task, advance=1, status=f"epoch {epoch + 1} loss {loss:.4f}", rate=f"{n[0] / max(dt, 1e-9):.1f} it/s"
