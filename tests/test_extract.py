@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from videos import coded_frames, colour_frames, corrupt_copy, read_codes, truncated_copy, write_video
 
+from tests.cli_helpers import assert_one_line_error, run_cli
 from wtalkit.errors import WtalError
 
 torch = pytest.importorskip("torch")
@@ -73,22 +74,6 @@ def vlp(assets, **kw):
 def cosine(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
-
-
-def run_cli(args):
-    from click.testing import CliRunner
-
-    from wtalkit.cli import cli
-
-    return CliRunner().invoke(cli, args, catch_exceptions=False)
-
-
-def assert_one_line_error(res):
-    assert res.exit_code != 0
-    assert "Traceback" not in res.output
-    err = [l for l in res.output.splitlines() if l.startswith("Error:")]
-    assert len(err) == 1, res.output
-    return err[0]
 
 
 # --------------------------------------------------------------------------- decoding

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cli_helpers import assert_one_line_error, run_cli
 from videos import coded_frames, colour_frames, corrupt_copy, ramp_frames, write_video
+
+from tests.cli_helpers import assert_one_line_error, run_cli
 
 pytest.importorskip("torch")
 pytest.importorskip("av")

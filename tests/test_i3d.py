@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from videos import write_video
 
+from tests.cli_helpers import assert_one_line_error, run_cli
 from wtalkit.errors import WtalError
 
 torch = pytest.importorskip("torch")
@@ -53,22 +54,6 @@ PORT_SHAPES = {
 MODULES = ["Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3"] + [
     f"Mixed_{b}" for b in ("3b", "3c", "4b", "4c", "4d", "4e", "4f", "5b", "5c")
 ]
-
-
-def run_cli(args):
-    from click.testing import CliRunner
-
-    from wtalkit.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_one_line_error(res):
-    assert res.exit_code != 0
-    assert "Traceback" not in res.output
-    err = [line for line in res.output.splitlines() if line.startswith("Error:")]
-    assert len(err) == 1, res.output
-    return err[0]
 
 
 def moving_texture(n: int, h: int = 48, w: int = 64, step: int = 1, seed: int = 0) -> np.ndarray:
