@@ -125,17 +125,15 @@ class FeatureBank:
 
     def rows(self, stream: str, i: int, lo: int, hi: int) -> np.ndarray:
         """Snippets ``lo:hi`` (on the first stream's grid) of video ``i`` in ``stream``, float32."""
-        if self.in_memory:
-            return self.feats[stream][i][lo:hi]
-        index = self._rows[stream][i]
-        return self.dataset.stream(stream).read(self.videos[i].name, slice(lo, hi) if index is None else index[lo:hi])
+        return self.select(stream, i, slice(lo, hi))
 
-    def picked_rows(self, stream: str, i: int, index: np.ndarray) -> np.ndarray:
-        """Snippets ``index`` (sorted, on the first stream's grid) of video ``i`` in ``stream``, float32."""
+    def select(self, stream: str, i: int, which) -> np.ndarray:
+        """Snippets ``which`` (a slice or a sorted index array, on the first stream's grid) of video ``i``
+        in ``stream``, float32; only those rows are read."""
         if self.in_memory:
-            return self.feats[stream][i][index]
-        rows = self._rows[stream][i]
-        return self.dataset.stream(stream).read(self.videos[i].name, index if rows is None else rows[index])
+            return self.feats[stream][i][which]
+        index = self._rows[stream][i]
+        return self.dataset.stream(stream).read(self.videos[i].name, which if index is None else index[which])
 
     def make_batch(self, idx, offsets, T: int, pairs: int = 0) -> dict:
         """A batch of videos ``idx``; ``offsets[b]`` is a crop start, or an index array of ``T`` snippets."""
@@ -143,15 +141,11 @@ class FeatureBank:
         mask = torch.zeros(B, T, dtype=torch.bool)
         x = {s: torch.zeros(B, T, self.dim(s)) for s in self.streams}
         for b, (i, o) in enumerate(zip(idx, offsets)):
-            if isinstance(o, np.ndarray):
-                mask[b] = True
-                for s in self.streams:
-                    x[s][b] = torch.from_numpy(self.picked_rows(s, i, o))
-                continue
-            n = min(T, self._lengths[i] - o)
+            which = o if isinstance(o, np.ndarray) else slice(o, min(o + T, self._lengths[i]))
+            n = len(o) if isinstance(o, np.ndarray) else which.stop - o
             mask[b, :n] = True
             for s in self.streams:
-                x[s][b, :n] = torch.from_numpy(self.rows(s, i, o, o + n))
+                x[s][b, :n] = torch.from_numpy(self.select(s, i, which))
         return {
             "x": x,
             "mask": mask,
@@ -177,7 +171,9 @@ class FeatureBank:
         epoch's shuffled order (the batch's ``"pairs"`` says how many pairs it starts with).
         """
         order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
-        per_class = [np.flatnonzero(self.labels[:, c] > 0) for c in range(self.labels.shape[1])]
+        per_class = (
+            [np.flatnonzero(self.labels[:, c] > 0) for c in range(self.labels.shape[1])] if similar_pairs else []
+        )
         pairable = [c for c, v in enumerate(per_class) if len(v) >= 2]
         P = min(similar_pairs, len(pairable))
         rest = batch_size - 2 * P

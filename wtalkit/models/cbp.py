@@ -139,6 +139,16 @@ class CBPBranch(nn.Module):
         return topk_pool(logits[..., :-1], mask, self.topk_ratio).softmax(-1)
 
 
+def topk_width(T: int, ratio: float) -> int:
+    """The static width ``max(1, ⌊T / ratio⌋)`` (at most ``T``) that covers every video's top-k in a batch of length T."""
+    return min(T, max(1, int(T // ratio)))
+
+
+def topk_counts(mask: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Each video's ``k = max(1, ⌊T_valid / ratio⌋)`` from ``mask [B, T]``, int64, on the device."""
+    return torch.clamp(torch.floor(mask.sum(1).to(torch.float64) / ratio), min=1).long()
+
+
 def topk_pool(values: torch.Tensor, mask: torch.Tensor | None, ratio: float, largest: bool = True) -> torch.Tensor:
     """Mean of each column's ``k = max(1, ⌊T_valid / ratio⌋)`` largest frames: ``[B, T, K] -> [B, K]``.
 
@@ -147,11 +157,10 @@ def topk_pool(values: torch.Tensor, mask: torch.Tensor | None, ratio: float, lar
     bottom k instead. No value is read back to the host: the pooled width is ``⌊T / ratio⌋``, from
     the static shape, and each video keeps its first k ranks.
     """
-    B, T, _ = values.shape
-    kmax = min(T, max(1, int(T // ratio)))
+    kmax = topk_width(values.shape[1], ratio)
     if mask is None:
         return values.topk(kmax, dim=1, largest=largest).values.mean(1)
-    k = torch.clamp(torch.floor(mask.sum(1).to(torch.float64) / ratio), min=1).to(values.dtype)  # [B]
+    k = topk_counts(mask, ratio).to(values.dtype)  # [B]
     filled = values.masked_fill(~mask[..., None], float("-inf") if largest else float("inf"))
     top = filled.topk(kmax, dim=1, largest=largest).values  # [B, kmax, K]
     keep = torch.arange(kmax, device=values.device)[None, :] < k[:, None]  # [B, kmax]

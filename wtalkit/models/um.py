@@ -51,12 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wtalkit.config import CBPConfig, UMConfig
-from wtalkit.models.cbp import topk_pool
-
-
-def _k(valid: torch.Tensor, ratio: float) -> torch.Tensor:
-    """``max(1, floor(valid / ratio))`` per video, int64."""
-    return torch.clamp(torch.floor(valid.to(torch.float64) / ratio).long(), min=1)
+from wtalkit.models.cbp import topk_counts, topk_pool, topk_width
 
 
 def select_mean(values: torch.Tensor, key: torch.Tensor, mask: torch.Tensor, k: torch.Tensor, kmax: int):
@@ -119,14 +114,11 @@ class UM(nn.Module):
         u = self.cfg
         if mask is None:
             mask = torch.ones(B, T, dtype=torch.bool, device=x.device)
-            valid = torch.full((B,), T, dtype=torch.long, device=x.device)
         else:
             mask = mask.to(device=x.device, dtype=torch.bool)
-            valid = mask.sum(1)
             x = x * mask[..., None].to(x.dtype)
-        k_act, k_bkg = _k(valid, u.r_act), _k(valid, u.r_bkg)
-        ka_max, kb_max = max(1, int(T // u.r_act)), max(1, int(T // u.r_bkg))
-        ka_max, kb_max = min(ka_max, T), min(kb_max, T)
+        k_act, k_bkg = topk_counts(mask, u.r_act), topk_counts(mask, u.r_bkg)
+        ka_max, kb_max = topk_width(T, u.r_act), topk_width(T, u.r_bkg)
 
         h = F.relu(self.embed(x.transpose(1, 2)))  # [B, H, T]
         cas = self.classifier(self.drop(h)).transpose(1, 2)  # [B, T, C]
