@@ -76,6 +76,9 @@ class CBPConfig:
     dropout: float = 0.3
     input_dropout: float = 0.5  # feature dropout on the (LayerNorm-ed) input snippets
     topk_ratio: int = 8  # top-k pooling with k = max(1, T // topk_ratio)
+    # every architecture: "standardize" subtracts the training split's per-dimension mean and divides by
+    # its std before the model; warm-up measures them, the checkpoint keeps them (buffers)
+    input_norm: Literal["none", "standardize"] = "none"
     co2net: CO2NetConfig = field(default_factory=CO2NetConfig)
     um: UMConfig = field(default_factory=UMConfig)
 

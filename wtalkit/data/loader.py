@@ -119,6 +119,29 @@ class FeatureBank:
     def lengths(self) -> np.ndarray:
         return np.array(self._lengths)
 
+    def moments(self, stream: str) -> tuple:
+        """Per-dimension mean and standard deviation (float64 ``[D]`` each) of ``stream`` over every
+        snippet of the bank's videos (on the first stream's grid).
+
+        One video is read at a time and merged by Chan et al.'s pairwise update, so memory stays at
+        one video and a large shared mean costs no precision.
+        """
+        D = self.dim(stream)
+        n, mean, m2 = 0, np.zeros(D), np.zeros(D)
+        for i, length in enumerate(self._lengths):
+            if length == 0:
+                continue
+            x = np.asarray(self.select(stream, i, slice(0, length)), dtype=np.float64)
+            k, mu = len(x), x.mean(0)
+            delta = mu - mean
+            total = n + k
+            mean = mean + delta * (k / total)
+            m2 = m2 + ((x - mu) ** 2).sum(0) + delta**2 * (n * k / total)
+            n = total
+        if n == 0:
+            raise WtalError(f"no '{stream}' snippets to measure the standardisation statistics on")
+        return mean, np.sqrt(m2 / n)
+
     def crop(self, i: int, T: int, rng: np.random.Generator) -> int:
         n = self._lengths[i]
         return int(rng.integers(0, n - T + 1)) if n > T else 0

@@ -3,7 +3,9 @@
 **The CBP interface.** Every CBP architecture (``cbp.arch``: ``transformer`` here,
 :mod:`wtalkit.models.co2net`, :mod:`wtalkit.models.um`; built by
 :func:`wtalkit.models.build.build_cbp`) is an ``nn.Module`` built as
-``Arch(feat_dim, num_classes, cfg.cbp)`` with a class attribute ``arch`` and
+``Arch(feat_dim, num_classes, cfg.cbp)`` with a class attribute ``arch``, an attribute
+``standardize`` (:func:`input_standardizer`: ``None``, or the :class:`InputStandardizer` its
+``forward`` applies first and warm-up fits) and
 
 * ``forward(x [B, T, D], mask [B, T] | None) -> dict``, pure, holding at least
 
@@ -55,6 +57,39 @@ from torch import nn
 from wtalkit.config import CBPConfig
 
 
+class InputStandardizer(nn.Module):
+    """``(x - mean) / std`` per feature dimension (``cbp.input_norm: standardize``); padded frames stay 0.
+
+    ``mean`` and ``std`` are buffers: warm-up measures them on the training split
+    (:meth:`wtalkit.data.loader.FeatureBank.moments`) and :meth:`fit` stores them, so they travel in
+    the checkpoint and every command that loads the branch (``alternate``, ``localize``,
+    ``pseudolabel``) applies the same transform. A dimension that is constant on the training
+    split is divided by 1.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, mean, std) -> None:
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.shape != self.mean.shape or std.shape != self.std.shape:
+            raise ValueError(f"standardisation statistics of {mean.numel()} dims for {self.mean.numel()}-dim features")
+        self.mean.copy_(mean)
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        y = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return y if mask is None else y * mask[..., None].to(y.dtype)
+
+
+def input_standardizer(feat_dim: int, cfg: CBPConfig) -> InputStandardizer | None:
+    """The standardisation every CBP architecture applies first (None for ``cbp.input_norm: none``)."""
+    return InputStandardizer(feat_dim) if cfg.input_norm == "standardize" else None
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm block: x + MHSA(LN(x)); x + MLP(LN(x)). Padded frames are masked out as keys.
 
@@ -93,6 +128,7 @@ class CBPBranch(nn.Module):
         cfg = cfg or CBPConfig()
         self.feat_dim, self.num_classes, self.topk_ratio = feat_dim, num_classes, cfg.topk_ratio
         h = cfg.hidden_dim
+        self.standardize = input_standardizer(feat_dim, cfg)
         self.in_norm = nn.LayerNorm(feat_dim)
         self.in_drop = nn.Dropout(cfg.input_dropout)
         self.embed = nn.Linear(feat_dim, h)
@@ -111,6 +147,8 @@ class CBPBranch(nn.Module):
         ``logits [B, T, C + 1]`` (last = background), ``probs [B, T, C]``, ``features [B, T, H]``,
         ``video [B, C]``.
         """
+        if self.standardize is not None:
+            x = self.standardize(x, mask)
         h = self.embed(self.in_drop(self.in_norm(x)))
         if mask is not None:
             h = h * mask[..., None]

@@ -70,7 +70,7 @@ from torch import nn
 
 from wtalkit.config import CBPConfig
 from wtalkit.errors import WtalError
-from wtalkit.models.cbp import topk_pool
+from wtalkit.models.cbp import input_standardizer, topk_pool
 
 
 def _leaky(x: torch.Tensor) -> torch.Tensor:
@@ -130,13 +130,15 @@ class CO2Net(nn.Module):
 
     def __init__(self, feat_dim: int, num_classes: int, cfg: CBPConfig | None = None):
         super().__init__()
-        c = (cfg or CBPConfig()).co2net
+        cfg = cfg or CBPConfig()
+        c = cfg.co2net
         if not 0 < c.rgb_dim < feat_dim:
             raise WtalError(
                 f"cbp.arch co2net needs RGB and flow halves: the 'cbp' features have {feat_dim} dims, "
                 f"cbp.co2net.rgb_dim is {c.rgb_dim} (it must be smaller; the rest is flow)"
             )
         self.cfg, self.feat_dim, self.num_classes = c, feat_dim, num_classes
+        self.standardize = input_standardizer(feat_dim, cfg)
         self.rgb_dim, flow_dim = c.rgb_dim, feat_dim - c.rgb_dim
         self.rgb_ccm = ConsensusModule(self.rgb_dim, flow_dim, c.attn_dim)
         self.flow_ccm = ConsensusModule(flow_dim, self.rgb_dim, c.attn_dim)
@@ -156,6 +158,8 @@ class CO2Net(nn.Module):
         ``rgb_attn`` / ``flow_attn [B, T]``, ``features [B, T, embed_dim]`` (fused), ``probs [B, T, C]``,
         ``loc [B, T, C]`` (``CAS ⊙ A``), ``video [B, C]``.
         """
+        if self.standardize is not None:
+            x = self.standardize(x, mask)
         m = None if mask is None else mask[:, None, :].to(x.dtype)  # [B, 1, T]
         feat = _zero_pad(x.transpose(1, 2), m)
         rgb, flow = feat[:, : self.rgb_dim], feat[:, self.rgb_dim :]

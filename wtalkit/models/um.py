@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wtalkit.config import CBPConfig, UMConfig
-from wtalkit.models.cbp import topk_counts, topk_pool, topk_width
+from wtalkit.models.cbp import input_standardizer, topk_counts, topk_pool, topk_width
 
 
 def select_mean(values: torch.Tensor, key: torch.Tensor, mask: torch.Tensor, k: torch.Tensor, kmax: int):
@@ -86,8 +86,10 @@ class UM(nn.Module):
 
     def __init__(self, feat_dim: int, num_classes: int, cfg: CBPConfig | None = None):
         super().__init__()
-        u: UMConfig = (cfg or CBPConfig()).um
+        cfg = cfg or CBPConfig()
+        u: UMConfig = cfg.um
         self.cfg = u
+        self.standardize = input_standardizer(feat_dim, cfg)
         self.feat_dim, self.num_classes = feat_dim, num_classes
         self.embed = nn.Conv1d(feat_dim, u.hidden_dim, kernel_size=3, padding=1)
         self.drop = nn.Dropout(u.dropout)
@@ -110,6 +112,8 @@ class UM(nn.Module):
           own magnitude and class scores, not the video's reference levels; frames clipped to 0
           or 1 get no gradient through the magnitude.
         """
+        if self.standardize is not None:
+            x = self.standardize(x, mask)
         B, T, _ = x.shape
         u = self.cfg
         if mask is None:

@@ -121,6 +121,9 @@ def train_warmup(
     device = resolve_device(cfg.train.device)
     precision = training_precision(cfg.train.precision, device)
     model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes)).to(device)
+    if state is None and model.standardize is not None:
+        # cbp.input_norm: standardize -- the training split's statistics become part of the model
+        model.standardize.fit(*bank.moments("cbp"))
     opt = make_optimizer(model.parameters(), cfg)
     start_epoch = 0
     if state is not None:
