@@ -126,3 +126,11 @@ def test_cli_rejects_a_bad_value_and_a_mismatched_checkpoint(tiny_dataset, tmp_p
     assert res.exit_code == 0, res.output
     res = run_cli(["localize", tmp_path / "b", "--dataset", tiny_dataset, "--set", STD, "-o", tmp_path / "p.json"])
     assert "weights do not fit" in assert_one_line_error(res)
+
+
+def test_presets_standardise_the_demo_only():
+    for name in ("demo-co2net", "demo-um"):
+        assert load_config(name).cbp.input_norm == "standardize", name
+    for name in ("demo", "thumos14", "anet12", "thumos14-co2net", "anet12-co2net", "thumos14-um", "anet12-um"):
+        assert load_config(name).cbp.input_norm == "none", name  # the authors' raw input
+    assert load_config("demo-um").optim.lr == 1e-4  # the demo's x10 diverges on standardised input
