@@ -109,6 +109,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--export-co2net", action="store_true")
     ap.add_argument("--no-alternate", action="store_true")
+    ap.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)"
+    )
     args = ap.parse_args()
 
     from wtalkit.config import load_config
@@ -124,7 +127,9 @@ def main() -> None:
             clip, data = make_data(out, regime, seed)
             if args.export_co2net:
                 export_reduced(data, out / "reduced" / f"{regime}-s{seed}")
-            cfg = load_config("demo", [f"vlp.clip_model={clip}", f"train.seed={seed}", f"train.rounds={args.rounds}"])
+            cfg = load_config(
+                "demo", [f"vlp.clip_model={clip}", f"train.seed={seed}", f"train.rounds={args.rounds}", *args.sets]
+            )
             run = out / "runs" / f"{regime}-s{seed}"
             warm = train_warmup(data, run, cfg, overwrite=True)
             rows.setdefault((regime, "warm-up"), []).append(avgs(evaluate_run(warm, data, "cbp")))
