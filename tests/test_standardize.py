@@ -134,3 +134,16 @@ def test_presets_standardise_the_demo_only():
     for name in ("demo", "thumos14", "anet12", "thumos14-co2net", "anet12-co2net", "thumos14-um", "anet12-um"):
         assert load_config(name).cbp.input_norm == "none", name  # the authors' raw input
     assert load_config("demo-um").optim.lr == 1e-4  # the demo's x10 diverges on standardised input
+
+
+def test_a_resumed_standardised_warmup_equals_an_uninterrupted_one(tiny_dataset, tmp_path):
+    from wtalkit.train.warmup import train_warmup
+
+    cfg = load_config("demo", TINY_SETS + [STD])
+    full = train_warmup(tiny_dataset, tmp_path / "full", cfg)
+    train_warmup(tiny_dataset, tmp_path / "part", cfg, stop_after_epochs=1)
+    resumed = train_warmup(tiny_dataset, tmp_path / "part", cfg)
+    a, b = load_checkpoint(full)["models"]["cbp"], load_checkpoint(resumed)["models"]["cbp"]
+    assert "standardize.mean" in a
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
