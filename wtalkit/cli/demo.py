@@ -29,7 +29,7 @@ from wtalkit.cli.common import device_option, err_console, out_console
     "--table6",
     is_flag=True,
     help="Also CO2-Net and UM as the CBP branch, each warmed up and then alternate-trained (the paper's "
-    "Table 6; presets demo-co2net, demo-um). Adds several minutes on a CPU.",
+    "Table 6; presets demo-co2net, demo-um). Adds about 10 minutes on a 2-core CPU.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @device_option
