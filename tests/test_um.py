@@ -198,3 +198,20 @@ def test_alternate_runs_on_top_of_a_um_warmup(um_warm, tiny_dataset, tiny_clip_p
     a = load_checkpoint(um_warm / "warmup.pt")["models"]["cbp"]
     b = load_checkpoint(final)["models"]["cbp"]
     assert set(a) == set(b) and any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bce_equals_bceloss_and_keeps_gradients_finite_on_saturated_scores():
+    """A saturated softmax gives scores of exactly 0 and 1: the loss must match nn.BCELoss (the authors')
+    and its gradient must stay finite (a clamped log gave 0 * inf = NaN and NaN weights)."""
+    from wtalkit.models.um import bce
+
+    logits = torch.tensor([[200.0, 0.0, -200.0], [0.3, -0.2, 0.1]], requires_grad=True)
+    p = logits.softmax(-1)
+    assert (p == 0).any() and (p == 1).any()
+    target = torch.tensor([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+    loss = bce(p, target)
+    torch.testing.assert_close(loss, torch.nn.BCELoss()(p, target))
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    ref = -(target * p.detach().log().clamp(min=-100) + (1 - target) * (1 - p.detach()).log().clamp(min=-100)).mean()
+    torch.testing.assert_close(loss.detach(), ref)  # the same value as the log-clamp formula

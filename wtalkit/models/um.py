@@ -74,9 +74,16 @@ def minmax(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
 
 
 def bce(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy with the log clamped at −100 (as ``torch.nn.BCELoss``); autocast-safe."""
-    p = p.float()
-    return -(target * p.log().clamp(min=-100) + (1 - target) * (1 - p).log().clamp(min=-100)).mean()
+    """Mean binary cross-entropy, ``torch.nn.BCELoss`` as the authors use it (log clamped at −100), in
+    float32 outside autocast.
+
+    Torch's own kernel, not ``log(p).clamp(-100)``: where a probability is exactly 0 or 1 (a saturated
+    softmax) the clamped log's gradient is ``0 · inf = NaN``, which silently turned UM's weights into
+    NaN in alternate training's F step; the kernel's gradient ``(p − t) / max(p(1 − p), 1e-12)`` stays
+    finite.
+    """
+    with torch.autocast(device_type=p.device.type, enabled=False):
+        return F.binary_cross_entropy(p.float(), target.float())
 
 
 class UM(nn.Module):
