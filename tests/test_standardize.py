@@ -133,7 +133,7 @@ def test_presets_standardise_the_demo_only():
         assert load_config(name).cbp.input_norm == "standardize", name
     for name in ("demo", "thumos14", "anet12", "thumos14-co2net", "anet12-co2net", "thumos14-um", "anet12-um"):
         assert load_config(name).cbp.input_norm == "none", name  # the authors' raw input
-    assert load_config("demo-um").optim.lr == 1e-4  # the demo's x10 diverges on standardised input
+    assert load_config("demo-um").optim.lr == 1e-4  # UM's published rate (the demo's x10 does not learn)
 
 
 def test_a_resumed_standardised_warmup_equals_an_uninterrupted_one(tiny_dataset, tmp_path):
