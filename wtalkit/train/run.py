@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -208,8 +209,6 @@ def seed_everything(seed: int) -> np.random.Generator:
 def check_finite(values: dict, where: str, kept=None) -> None:
     """Stop a diverged training with a one-line error: a NaN or infinite epoch loss (read once per epoch,
     so no step waits for it). The epoch's checkpoint is not written; ``kept`` names the last one."""
-    import math
-
     bad = sorted(k for k, v in values.items() if not math.isfinite(float(v)))
     if bad:
         keep = f"; the last finished epoch is kept in {kept}" if kept else ""
