@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cbp_regimes.py [--regimes i3d,plain,short-core] [--seeds 0,1,2]
                                            [--rounds 3] [--out DIR] [--export-co2net]
+                                           [--no-alternate] [--multi-threshold] [--set KEY=VALUE ...]
 
 Each regime is a set of generator parameters (:class:`wtalkit.data.synthetic.I3DStyle`) for the
 ``cbp`` stream: 2,048 dims as RGB ‖ flow halves, 16-frame snippets at 25 fps, on the real THUMOS14
@@ -35,6 +36,9 @@ REGIMES = {
     # shorter cores, weaker evidence off them, look-alike classes and more background motion
     "short-core": dict(core_fraction=0.2, weak=0.2, confusion=0.5, distractors=0.15),
 }
+
+
+NINE = "[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"  # the field's multi-threshold proposals (CO2-Net, UM)
 
 
 def export_reduced(data: Path, out: Path) -> None:
@@ -110,6 +114,11 @@ def main() -> None:
     ap.add_argument("--export-co2net", action="store_true")
     ap.add_argument("--no-alternate", action="store_true")
     ap.add_argument(
+        "--multi-threshold",
+        action="store_true",
+        help="also score every model with the nine thresholds 0.1...0.9 (infer.theta_loc) besides the paper's 0.45",
+    )
+    ap.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)"
     )
     args = ap.parse_args()
@@ -127,17 +136,21 @@ def main() -> None:
             clip, data = make_data(out, regime, seed)
             if args.export_co2net:
                 export_reduced(data, out / "reduced" / f"{regime}-s{seed}")
-            cfg = load_config(
-                "demo", [f"vlp.clip_model={clip}", f"train.seed={seed}", f"train.rounds={args.rounds}", *args.sets]
-            )
+            sets = [f"vlp.clip_model={clip}", f"train.seed={seed}", f"train.rounds={args.rounds}", *args.sets]
+            cfg = load_config("demo", sets)
+            multi = load_config("demo", [*sets, f"infer.theta_loc={NINE}"])  # the same model, nine thresholds
             run = out / "runs" / f"{regime}-s{seed}"
-            warm = train_warmup(data, run, cfg, overwrite=True)
-            rows.setdefault((regime, "warm-up"), []).append(avgs(evaluate_run(warm, data, "cbp")))
+
+            models = [("warm-up", train_warmup(data, run, cfg, overwrite=True))]
             if not args.no_alternate:
-                final = train_alternate(data, run, cfg, warmup_ckpt=warm, overwrite=True)
-                rows.setdefault((regime, f"alternate ({args.rounds} rounds)"), []).append(
-                    avgs(evaluate_run(final, data, "cbp"))
-                )
+                final = train_alternate(data, run, cfg, warmup_ckpt=models[0][1], overwrite=True)
+                models.append((f"alternate ({args.rounds} rounds)", final))
+            for name, ckpt in models:
+                rows.setdefault((regime, name), []).append(avgs(evaluate_run(ckpt, data, "cbp")))
+                if args.multi_threshold:
+                    rows.setdefault((regime, name + ", 9 thr."), []).append(
+                        avgs(evaluate_run(ckpt, data, "cbp", cfg=multi))
+                    )
             print(
                 json.dumps(
                     {
@@ -150,13 +163,13 @@ def main() -> None:
                 flush=True,
             )
     print(f"\navg mAP (%) on I3D-shaped synthetic data, mean ± std over seeds {args.seeds}")
-    print(f"{'regime':<12} {'model':<22} {'0.1-0.5':>13} {'0.3-0.7':>13} {'0.1-0.7':>13}")
+    print(f"{'regime':<12} {'model':<30} {'0.1-0.5':>13} {'0.3-0.7':>13} {'0.1-0.7':>13}")
     for (regime, name), vals in rows.items():
         cols = np.array(vals)
         cells = [
             f"{m:5.1f} ± {s:4.1f}" for m, s in zip(cols.mean(0), cols.std(0, ddof=1) if len(cols) > 1 else 0 * cols[0])
         ]
-        print(f"{regime:<12} {name:<22} " + " ".join(f"{c:>13}" for c in cells))
+        print(f"{regime:<12} {name:<30} " + " ".join(f"{c:>13}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -83,3 +83,34 @@ def test_a_checkpoint_of_another_architecture_is_a_one_line_error(tiny_dataset, 
     with pytest.raises(WtalError, match="do not fit this wtalkit's CBP branch") as e:
         Predictor(tmp_path / "old.pt")
     assert "\n" not in str(e.value)
+
+
+def test_local_attention_limits_the_receptive_field():
+    # one block, window 5 (±2 snippets) after a width-3 convolution (±1): frame j sees frames within ±3
+    torch.manual_seed(0)
+    cfg = CBPConfig(hidden_dim=16, num_heads=2, num_layers=1, dropout=0.0, attn_window=5)
+    m = CBPBranch(8, 3, cfg).eval()
+    x = torch.randn(1, 20, 8)
+    y = x.clone()
+    y[0, 0] = torch.randn(8) * 3
+    with torch.no_grad():
+        a, b = m(x)["logits"][0], m(y)["logits"][0]
+    changed = ((a - b).abs().amax(-1) > 1e-6).nonzero().flatten().tolist()
+    assert changed == [0, 1, 2, 3]
+    glob = CBPBranch(8, 3, CBPConfig(hidden_dim=16, num_heads=2, num_layers=1, dropout=0.0)).eval()
+    glob.load_state_dict(m.state_dict())  # the window adds no parameters
+    with torch.no_grad():
+        assert bool(((glob(x)["logits"][0] - glob(y)["logits"][0]).abs().amax(-1) > 1e-6).all())
+
+
+def test_local_attention_with_padding_is_finite_and_ignores_padded_frames():
+    torch.manual_seed(0)
+    m = CBPBranch(8, 3, CBPConfig(hidden_dim=16, num_heads=2, num_layers=2, dropout=0.0, attn_window=3)).eval()
+    x = torch.randn(2, 12, 8)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 5:] = False  # padded queries far from any real frame still attend to themselves
+    with torch.no_grad():
+        out = m(x, mask)["logits"]
+        alone = m(x[1:, :5])["logits"]
+    assert bool(torch.isfinite(out).all())
+    torch.testing.assert_close(out[1, :4], alone[0, :4], atol=1e-5, rtol=1e-5)

@@ -30,6 +30,8 @@ def test_overrides_typed():
         (["train.schedule=sideways"], "train.schedule"),
         (["pseudo.delta_l=0.9"], "delta_l"),
         (["noequals"], "key=value"),
+        (["cbp.attn_window=-1"], "cbp.attn_window"),
+        (["cbp.conv_kernel=4"], "cbp.conv_kernel"),
     ],
 )
 def test_rejects_bad_values(bad, msg):

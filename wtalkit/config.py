@@ -76,6 +76,8 @@ class CBPConfig:
     dropout: float = 0.3
     input_dropout: float = 0.5  # feature dropout on the (LayerNorm-ed) input snippets
     topk_ratio: int = 8  # top-k pooling with k = max(1, T // topk_ratio)
+    attn_window: int = 0  # local self-attention span in snippets (0 = global)
+    conv_kernel: int = 3  # the depthwise temporal convolution after the embedding (odd)
     # every architecture: "standardize" subtracts the training split's per-dimension mean and divides by
     # its std before the model; warm-up measures them, the checkpoint keeps them (buffers)
     input_norm: Literal["none", "standardize"] = "none"
@@ -202,6 +204,8 @@ class Config:
                     "cbp.dropout and cbp.input_dropout must be in [0, 1)",
                 ),
                 (c.topk_ratio >= 1, "cbp.topk_ratio must be >= 1"),
+                (c.attn_window >= 0, "cbp.attn_window must be >= 0 (0 = global attention)"),
+                (c.conv_kernel >= 1 and c.conv_kernel % 2 == 1, "cbp.conv_kernel must be an odd number >= 1"),
                 (
                     c.co2net.rgb_dim > 0 and c.co2net.attn_dim >= 1 and c.co2net.embed_dim >= 1,
                     "cbp.co2net.rgb_dim, cbp.co2net.attn_dim and cbp.co2net.embed_dim must be >= 1",

@@ -109,10 +109,11 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        attn_mask = None if mask is None else mask[:, None, None, :]  # True = may attend
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         x = x + self.drop(self.proj(h.transpose(1, 2).reshape(B, T, D)))
         return x + self.drop(self.mlp(self.norm2(x)))
@@ -134,7 +135,8 @@ class CBPBranch(nn.Module):
         self.embed = nn.Linear(feat_dim, h)
         # A depthwise temporal convolution gives the blocks local order without absolute positions,
         # so a model trained on T-snippet crops applies unchanged to whole videos of any length.
-        self.local = nn.Conv1d(h, h, kernel_size=3, padding=1, groups=h)
+        self.attn_window = cfg.attn_window
+        self.local = nn.Conv1d(h, h, kernel_size=cfg.conv_kernel, padding=cfg.conv_kernel // 2, groups=h)
         self.blocks = nn.ModuleList(
             TransformerBlock(h, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.num_layers)
         )
@@ -153,8 +155,9 @@ class CBPBranch(nn.Module):
         if mask is not None:
             h = h * mask[..., None]
         h = h + self.local(h.transpose(1, 2)).transpose(1, 2)
+        attn_mask = attention_mask(mask, x.shape[1], self.attn_window, x.device)
         for blk in self.blocks:
-            h = blk(h, mask)
+            h = blk(h, mask, attn_mask)
         h = self.norm(h)
         logits = self.classifier(h)
         return {
@@ -175,6 +178,22 @@ class CBPBranch(nn.Module):
         Background is left out: it is present in every video and says nothing about which action is.
         """
         return topk_pool(logits[..., :-1], mask, self.topk_ratio).softmax(-1)
+
+
+def attention_mask(mask: torch.Tensor | None, T: int, window: int, device) -> torch.Tensor | None:
+    """The boolean ``[B | 1, 1, T, T]`` attention mask (True = may attend) of the CBP transformer.
+
+    Keys are the real snippets (``mask``) and, with ``window > 0``, only those within ``window // 2``
+    snippets of the query (local attention). Every snippet may attend to itself, so no row is empty.
+    """
+    if window <= 0 or window >= T:
+        return None if mask is None else mask[:, None, None, :]
+    idx = torch.arange(T, device=device)
+    allowed = (idx[:, None] - idx[None, :]).abs() <= window // 2  # [T, T]
+    if mask is not None:
+        allowed = (allowed[None] & mask[:, None, :]) | torch.eye(T, dtype=torch.bool, device=device)[None]
+        return allowed[:, None]
+    return allowed[None, None]
 
 
 def topk_width(T: int, ratio: float) -> int:
