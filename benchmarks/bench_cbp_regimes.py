@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--export-co2net", action="store_true")
     ap.add_argument("--no-alternate", action="store_true")
+    ap.add_argument("--tag", default="", help="train into OUT/runs-TAG (several variants on the same data)")
     ap.add_argument(
         "--multi-threshold",
         action="store_true",
@@ -139,7 +140,7 @@ def main() -> None:
             sets = [f"vlp.clip_model={clip}", f"train.seed={seed}", f"train.rounds={args.rounds}", *args.sets]
             cfg = load_config("demo", sets)
             multi = load_config("demo", [*sets, f"infer.theta_loc={NINE}"])  # the same model, nine thresholds
-            run = out / "runs" / f"{regime}-s{seed}"
+            run = out / (f"runs-{args.tag}" if args.tag else "runs") / f"{regime}-s{seed}"
 
             models = [("warm-up", train_warmup(data, run, cfg, overwrite=True))]
             if not args.no_alternate:

@@ -32,6 +32,8 @@ def test_overrides_typed():
         (["noequals"], "key=value"),
         (["cbp.attn_window=-1"], "cbp.attn_window"),
         (["cbp.conv_kernel=4"], "cbp.conv_kernel"),
+        (["cbp.hide_prob=1"], "cbp.hide_prob"),
+        (["cbp.hide_len=0"], "cbp.hide_len"),
     ],
 )
 def test_rejects_bad_values(bad, msg):

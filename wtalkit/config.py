@@ -78,6 +78,10 @@ class CBPConfig:
     topk_ratio: int = 8  # top-k pooling with k = max(1, T // topk_ratio)
     attn_window: int = 0  # local self-attention span in snippets (0 = global)
     conv_kernel: int = 3  # the depthwise temporal convolution after the embedding (odd)
+    # warm-up only, every architecture: temporal Hide-and-Seek -- each run of `hide_len` snippets of a
+    # training crop is replaced by the training split's mean feature with probability `hide_prob`
+    hide_prob: float = 0.0
+    hide_len: int = 8
     # every architecture: "standardize" subtracts the training split's per-dimension mean and divides by
     # its std before the model; warm-up measures them, the checkpoint keeps them (buffers)
     input_norm: Literal["none", "standardize"] = "none"
@@ -206,6 +210,7 @@ class Config:
                 (c.topk_ratio >= 1, "cbp.topk_ratio must be >= 1"),
                 (c.attn_window >= 0, "cbp.attn_window must be >= 0 (0 = global attention)"),
                 (c.conv_kernel >= 1 and c.conv_kernel % 2 == 1, "cbp.conv_kernel must be an odd number >= 1"),
+                (0 <= c.hide_prob < 1 and c.hide_len >= 1, "cbp.hide_prob must be in [0, 1) and cbp.hide_len >= 1"),
                 (
                     c.co2net.rgb_dim > 0 and c.co2net.attn_dim >= 1 and c.co2net.embed_dim >= 1,
                     "cbp.co2net.rgb_dim, cbp.co2net.attn_dim and cbp.co2net.embed_dim must be >= 1",

@@ -26,6 +26,7 @@ from wtalkit.device import autocast, resolve_device, training_precision
 from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, load_branch
 from wtalkit.models.checkpoint import load_checkpoint
+from wtalkit.train.hide import hide_runs
 from wtalkit.train.optim import make_optimizer
 from wtalkit.train.progress import training_progress
 from wtalkit.train.run import (
@@ -42,10 +43,13 @@ from wtalkit.train.run import (
 STALE_STAGES = ("warmup", "alternate", "alternate-eval")
 
 
-def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None, precision: str = "fp32") -> float:
+def cbp_epoch(
+    model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None, precision: str = "fp32", hide_fill=None
+) -> float:
     """One epoch of the CBP architecture's own objective (``model.loss``) over ``bank``; returns the mean loss.
 
-    The batch losses stay on the device and are read once at the end of the epoch (no host sync per
+    With ``cbp.hide_prob > 0`` every crop is hidden in runs (:func:`wtalkit.train.hide.hide_runs`, filled
+    with ``hide_fill``, the training split's mean feature). The batch losses stay on the device and are read once at the end of the epoch (no host sync per
     step); ``on_batch()`` is called after every step. ``precision`` (resolved by
     :func:`wtalkit.device.training_precision`) runs the forward pass under autocast; fp16 scales the loss.
     """
@@ -55,8 +59,11 @@ def cbp_epoch(model, opt, bank: FeatureBank, rng, cfg: Config, on_batch=None, pr
     total, n = torch.zeros((), device=device), 0
     for batch in bank.batches(rng, **batch_options(cfg.data)):
         mask = batch["mask"].to(device, non_blocking=True)
+        x = batch["x"]["cbp"].to(device, non_blocking=True)
+        if cfg.cbp.hide_prob > 0:
+            x = hide_runs(x, mask, rng, cfg.cbp.hide_prob, cfg.cbp.hide_len, hide_fill)
         with autocast(device, precision):
-            out = model(batch["x"]["cbp"].to(device, non_blocking=True), mask)
+            out = model(x, mask)
         out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
         loss, _ = model.loss(out, mask, batch["labels"].to(device, non_blocking=True), batch["pairs"])
         opt.zero_grad(set_to_none=True)
@@ -121,9 +128,11 @@ def train_warmup(
     device = resolve_device(cfg.train.device)
     precision = training_precision(cfg.train.precision, device)
     model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes)).to(device)
+    moments = bank.moments("cbp") if model.standardize is not None or cfg.cbp.hide_prob > 0 else None
     if state is None and model.standardize is not None:
         # cbp.input_norm: standardize -- the training split's statistics become part of the model
-        model.standardize.fit(*bank.moments("cbp"))
+        model.standardize.fit(*moments)
+    hide_fill = None if moments is None else torch.as_tensor(moments[0], dtype=torch.float32)
     opt = make_optimizer(model.parameters(), cfg)
     start_epoch = 0
     if state is not None:
@@ -154,7 +163,7 @@ def train_warmup(
             def on_batch(n=n):
                 n[0] += 1
 
-            loss = cbp_epoch(model, opt, bank, np_rng, cfg, on_batch, precision)
+            loss = cbp_epoch(model, opt, bank, np_rng, cfg, on_batch, precision, hide_fill)
             check_finite({"loss": loss}, f"warm-up epoch {epoch + 1}", last if epoch > 0 else None)
             dt = time.perf_counter() - t0
             bar.update(
