@@ -9,7 +9,8 @@ score them too. Each run of ``length`` consecutive snippets (a fixed grid starti
 snippet) is hidden with probability ``prob`` by setting its features to ``fill``, the training split's
 mean feature (so a hidden snippet looks like an average snippet, not like an outlier); padded
 snippets stay as they are. Used by warm-up only (``cbp.hide_prob``, ``cbp.hide_len``); never at
-inference.
+inference, and not in alternate training's F step (hiding there made the final model worse on the
+benchmark regimes; README, "The CBP branch on I3D-shaped features"). Off by default.
 """
 
 from __future__ import annotations
