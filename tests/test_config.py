@@ -57,3 +57,14 @@ def test_config_files(tmp_path):
         load_config("nope")
     with pytest.raises(WtalError, match="not found"):
         load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_the_console_shows_only_the_active_architectures_section():
+    import yaml
+
+    shown = yaml.safe_load(load_config("demo").to_yaml(active_only=True))
+    assert "co2net" not in shown["cbp"] and "um" not in shown["cbp"]
+    shown = yaml.safe_load(load_config("demo-co2net").to_yaml(active_only=True))
+    assert "co2net" in shown["cbp"] and "um" not in shown["cbp"]
+    whole = yaml.safe_load(load_config("demo").to_yaml())  # what run folders save: everything
+    assert "co2net" in whole["cbp"] and "um" in whole["cbp"]

@@ -184,8 +184,15 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def to_yaml(self, active_only: bool = False) -> str:
+        """The config as YAML; ``active_only`` leaves out the ``cbp`` sub-sections of the architectures
+        ``cbp.arch`` does not use (``cbp.co2net``, ``cbp.um``): what a console shows. Saved configs are whole."""
+        d = self.to_dict()
+        if active_only:
+            for arch in ("co2net", "um"):
+                if self.cbp.arch != arch:
+                    d["cbp"].pop(arch)
+        return yaml.safe_dump(d, sort_keys=False)
 
     def validate(self) -> Config:
         d, c, v, t, i = self.data, self.cbp, self.vlp, self.train, self.infer

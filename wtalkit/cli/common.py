@@ -74,7 +74,7 @@ def print_config(cfg, title: str = "resolved config") -> None:
     from rich.syntax import Syntax
 
     err_console.rule(title)
-    err_console.print(Syntax(cfg.to_yaml(), "yaml", background_color="default"))
+    err_console.print(Syntax(cfg.to_yaml(active_only=True), "yaml", background_color="default"))
 
 
 def device_option(f):
