@@ -49,8 +49,9 @@ def cbp_epoch(
     """One epoch of the CBP architecture's own objective (``model.loss``) over ``bank``; returns the mean loss.
 
     With ``cbp.hide_prob > 0`` every crop is hidden in runs (:func:`wtalkit.train.hide.hide_runs`, filled
-    with ``hide_fill``, the training split's mean feature). The batch losses stay on the device and are read once at the end of the epoch (no host sync per
-    step); ``on_batch()`` is called after every step. ``precision`` (resolved by
+    with ``hide_fill``, the training split's mean feature, on the model's device). The batch losses stay
+    on the device and are read once at the end of the epoch (no host sync per step); ``on_batch()`` is
+    called after every step. ``precision`` (resolved by
     :func:`wtalkit.device.training_precision`) runs the forward pass under autocast; fp16 scales the loss.
     """
     model.train()
@@ -128,11 +129,12 @@ def train_warmup(
     device = resolve_device(cfg.train.device)
     precision = training_precision(cfg.train.precision, device)
     model = build_cbp(cfg, bank.dim("cbp"), len(dataset.classes)).to(device)
-    moments = bank.moments("cbp") if model.standardize is not None or cfg.cbp.hide_prob > 0 else None
-    if state is None and model.standardize is not None:
+    fit = state is None and model.standardize is not None  # a resumed model already holds its statistics
+    moments = bank.moments("cbp") if fit or cfg.cbp.hide_prob > 0 else None  # one pass over the split
+    if fit:
         # cbp.input_norm: standardize -- the training split's statistics become part of the model
         model.standardize.fit(*moments)
-    hide_fill = None if moments is None else torch.as_tensor(moments[0], dtype=torch.float32)
+    hide_fill = None if cfg.cbp.hide_prob == 0 else torch.as_tensor(moments[0], dtype=torch.float32, device=device)
     opt = make_optimizer(model.parameters(), cfg)
     start_epoch = 0
     if state is not None:
