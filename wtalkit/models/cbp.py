@@ -180,16 +180,25 @@ class CBPBranch(nn.Module):
         return topk_pool(logits[..., :-1], mask, self.topk_ratio).softmax(-1)
 
 
+def local_window(T: int, window: int, device) -> torch.Tensor | None:
+    """``[T, T]`` bool, True where two snippets are within ``window // 2`` of each other: the band of local
+    self-attention (ActionFormer-style) of both branches' temporal transformers. None when ``window <= 0``
+    (global attention) or the window covers the whole sequence."""
+    if window <= 0 or window >= T:
+        return None
+    idx = torch.arange(T, device=device)
+    return (idx[:, None] - idx[None, :]).abs() <= window // 2
+
+
 def attention_mask(mask: torch.Tensor | None, T: int, window: int, device) -> torch.Tensor | None:
     """The boolean ``[B | 1, 1, T, T]`` attention mask (True = may attend) of the CBP transformer.
 
     Keys are the real snippets (``mask``) and, with ``window > 0``, only those within ``window // 2``
     snippets of the query (local attention). Every snippet may attend to itself, so no row is empty.
     """
-    if window <= 0 or window >= T:
+    allowed = local_window(T, window, device)
+    if allowed is None:
         return None if mask is None else mask[:, None, None, :]
-    idx = torch.arange(T, device=device)
-    allowed = (idx[:, None] - idx[None, :]).abs() <= window // 2  # [T, T]
     if mask is not None:
         allowed = (allowed[None] & mask[:, None, :]) | torch.eye(T, dtype=torch.bool, device=device)[None]
         return allowed[:, None]

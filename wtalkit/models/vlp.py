@@ -50,6 +50,7 @@ from torch import nn
 
 from wtalkit.config import VLPConfig
 from wtalkit.errors import WtalError
+from wtalkit.models.cbp import local_window
 
 
 def sinusoidal_positions(length: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -113,10 +114,8 @@ class TemporalTransformer(nn.Module):
             # A fully padded sequence would make every attention row -inf (NaN); let it attend to itself.
             key_padding = ~mask & mask.any(dim=1, keepdim=True)
         pos = sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)[None]
-        band = None
-        if self.window > 0 and x.shape[1] > self.window:  # local attention (ActionFormer-style window)
-            idx = torch.arange(x.shape[1], device=x.device)
-            band = (idx[:, None] - idx[None, :]).abs() > self.window // 2  # True = may not attend
+        band = local_window(x.shape[1], self.window, x.device)  # local attention (ActionFormer-style window)
+        band = None if band is None else ~band  # nn.MultiheadAttention: True = may not attend
         for blk in self.blocks:
             x = blk(x, pos, key_padding, band)
         return x
