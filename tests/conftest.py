@@ -49,6 +49,7 @@ TINY_SETS = [
     "cbp.num_layers=1",
     "train.warmup_epochs=3",
     "optim.lr=0.003",
+    "optim.alternate_lr=0",  # the tiny runs' B and F steps keep the tiny warm-up's rate
     "vlp.temporal_heads=2",
     "train.b_epochs=1",
     "train.f_epochs=1",

@@ -169,6 +169,20 @@ def test_agreement_is_measured_on_training_videos(tiny_dataset, tiny_clip_path, 
     assert set(m) == {"fg", "bg", "score"} and 0.0 <= m["score"] <= 1.0
 
 
+def test_alternate_steps_train_at_their_own_rate(tiny_dataset, tiny_clip_path, warm):
+    import wtalkit.train.alternate as alt
+
+    for extra, lr in ((["optim.lr=0.003", "optim.alternate_lr=0.0002"], 2e-4), (["optim.lr=0.003"], 3e-3)):
+        trainer = alt.Trainer(tiny_dataset, load_checkpoint(warm), cfg(tiny_clip_path, *extra))
+        assert [g["lr"] for o in (trainer.opt_cbp, trainer.opt_vlp) for g in o.param_groups] == [lr, lr]
+
+
+def test_resume_with_another_alternate_rate_is_refused(tiny_dataset, tiny_clip_path, warm, tmp_path):
+    train_alternate(tiny_dataset, tmp_path, cfg(tiny_clip_path), warmup_ckpt=warm, stop_after_epochs=1)
+    with pytest.raises(WtalError, match="another config"):
+        train_alternate(tiny_dataset, tmp_path, cfg(tiny_clip_path, "optim.alternate_lr=0.0005"), warmup_ckpt=warm)
+
+
 def test_localize_uses_the_runs_default_branch(tiny_dataset, tiny_clip_path, warm, tmp_path, monkeypatch):
     import shutil
 

@@ -14,6 +14,15 @@ def test_presets_carry_paper_values():
     assert a.data.num_segments == 400 and a.eval.tiou[0] == 0.5 and a.eval.tiou[-1] == 0.95
 
 
+def test_alternate_steps_have_their_own_rate():
+    demo = load_config("demo")
+    assert (demo.optim.rate("warmup"), demo.optim.rate("alternate")) == (1e-3, 1e-4)  # warm-up x 10, steps thumos14's
+    t = load_config("thumos14")
+    assert t.optim.alternate_lr == 0 and t.optim.rate("alternate") == t.optim.rate("warmup") == 1e-4  # 0: optim.lr
+    c = load_config("demo", ["optim.alternate_lr=0"])
+    assert c.optim.rate("alternate") == 1e-3
+
+
 def test_overrides_typed():
     c = load_config("thumos14", ["train.seed=7", "infer.theta_loc=[0.2, 0.4]", "loss.use_fb=false", "optim.lr=3e-4"])
     assert c.train.seed == 7 and c.infer.theta_loc == [0.2, 0.4] and c.loss.use_fb is False and c.optim.lr == 3e-4
@@ -34,6 +43,8 @@ def test_overrides_typed():
         (["cbp.conv_kernel=4"], "cbp.conv_kernel"),
         (["cbp.hide_prob=1"], "cbp.hide_prob"),
         (["cbp.hide_len=0"], "cbp.hide_len"),
+        (["optim.alternate_lr=-1e-4"], "optim.alternate_lr"),
+        (["optim.alternate_lr=abc"], "optim.alternate_lr"),
     ],
 )
 def test_rejects_bad_values(bad, msg):

@@ -217,6 +217,7 @@ KEYS = {
     "train.schedule": "choice",
     "pseudo.delta_h": "unit",
     "optim.lr": "pos",
+    "optim.alternate_lr": "nonneg",
     "eval.tiou": "units",
 }
 bad_value = {
@@ -224,6 +225,7 @@ bad_value = {
     "unit": st.one_of(st.floats(min_value=1.01, max_value=1e9).map(repr), st.floats(max_value=-1e-3).map(repr), st.just("x"), st.just(".nan")),
     "units": st.one_of(st.just("[]"), st.just("[a]"), st.just("[0.5, 2]"), st.just("{a: 1}"), st.just("[-1]")),
     "pos": st.one_of(st.just("0"), st.floats(max_value=0.0).map(repr), st.just("abc"), st.just(".inf")),
+    "nonneg": st.one_of(st.floats(max_value=-1e-9).map(repr), st.just("abc"), st.just(".inf"), st.just(".nan")),
     "choice": st.text(alphabet="xyz-", min_size=1, max_size=6),
 }  # fmt: skip
 

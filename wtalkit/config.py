@@ -119,8 +119,15 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
+    # the B and F steps' rate (0: optim.lr). They fine-tune branches that are already trained, so a
+    # preset whose warm-up needs a large rate gives them a smaller one (README "The rounds' loss of ground")
+    alternate_lr: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 disables
+
+    def rate(self, stage: Literal["warmup", "alternate"]) -> float:
+        """The learning rate of a training stage."""
+        return self.alternate_lr if stage == "alternate" and self.alternate_lr > 0 else self.lr
 
 
 @dataclass
@@ -267,6 +274,7 @@ class Config:
                 (self.loss.lambda_fb >= 0, "loss.lambda_fb must be >= 0"),
                 (self.loss.tau > 0, "loss.tau must be positive"),
                 (self.optim.lr > 0, "optim.lr must be positive"),
+                (self.optim.alternate_lr >= 0, "optim.alternate_lr must be >= 0 (0: optim.lr)"),
                 (
                     self.optim.weight_decay >= 0 and self.optim.grad_clip >= 0,
                     "optim.weight_decay and optim.grad_clip must be >= 0",

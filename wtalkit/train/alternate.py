@@ -148,8 +148,8 @@ class Trainer:
         self.raw_vlp = (
             RawVLP(clip_model, classes, cfg.vlp.templates).to(self.device) if cfg.train.schedule == "only-f" else None
         )
-        self.opt_cbp = make_optimizer(self.cbp.parameters(), cfg)
-        self.opt_vlp = make_optimizer([p for p in self.vlp.parameters() if p.requires_grad], cfg)
+        self.opt_cbp = make_optimizer(self.cbp.parameters(), cfg, "alternate")
+        self.opt_vlp = make_optimizer([p for p in self.vlp.parameters() if p.requires_grad], cfg, "alternate")
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
 
     # -- one epoch of one step ---------------------------------------------------------------
