@@ -35,7 +35,8 @@ def main() -> None:
     from wtalkit.eval.detection import evaluate_detection
     from wtalkit.localize.predict import Predictor
     from wtalkit.models.build import build_cbp
-    from wtalkit.train.warmup import cbp_epoch, make_optimizer, train_warmup
+    from wtalkit.train.optim import make_optimizer
+    from wtalkit.train.warmup import cbp_epoch, train_warmup
 
     tmp = Path(tempfile.mkdtemp(prefix="wtalkit-bench-core-"))
     data = args.data

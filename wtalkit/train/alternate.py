@@ -64,7 +64,7 @@ from wtalkit.models.build import build_cbp, build_vlp, load_branch
 from wtalkit.models.checkpoint import check_compatible, checkpoint_config, load_checkpoint
 from wtalkit.models.vlp import RawVLP
 from wtalkit.train.losses import distill_loss
-from wtalkit.train.optim import make_optimizer
+from wtalkit.train.optim import make_optimizer, optimizer_step
 from wtalkit.train.progress import training_progress
 from wtalkit.train.pseudo import Agreement, resolve_conflicts, select_round, ternary_labels
 from wtalkit.train.run import (
@@ -189,13 +189,7 @@ class Trainer:
                 cls, _ = self.cbp.loss(out, mask, labels, batch["pairs"])
                 loss = loss + self.rules.f_cls_weight * cls
                 parts["cls"] = cls.detach()
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip)
-            scaler.step(opt)
-            scaler.update()
+            optimizer_step(opt, loss, student.parameters(), scaler, cfg.optim.grad_clip)
             # summed on the device; read once per epoch (no host sync per step)
             sums["loss"] = sums["loss"] + loss.detach()
             for k, v in parts.items():

@@ -27,7 +27,7 @@ from wtalkit.errors import WtalError
 from wtalkit.models.build import build_cbp, load_branch
 from wtalkit.models.checkpoint import load_checkpoint
 from wtalkit.train.hide import hide_runs
-from wtalkit.train.optim import make_optimizer
+from wtalkit.train.optim import make_optimizer, optimizer_step
 from wtalkit.train.progress import training_progress
 from wtalkit.train.run import (
     Run,
@@ -67,13 +67,7 @@ def cbp_epoch(
             out = model(x, mask)
         out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
         loss, _ = model.loss(out, mask, batch["labels"].to(device, non_blocking=True), batch["pairs"])
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.optim.grad_clip > 0:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        scaler.step(opt)
-        scaler.update()
+        optimizer_step(opt, loss, model.parameters(), scaler, cfg.optim.grad_clip)
         total += loss.detach()
         n += 1
         if on_batch:
