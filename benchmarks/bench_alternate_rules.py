@@ -6,8 +6,9 @@
 For each regime (a set of data-generator parameters of :func:`wtalkit.data.synthetic.make_synthetic_dataset`)
 and seed (data seed = training seed), it warms the CBP branch up once (demo preset), then trains each
 variant from that warm-up and scores, on the test split (evaluation only: nothing is chosen with it):
-avg mAP 0.1-0.5 of the final model, of the CBP branch after every round, and the paper's Table-3
-FG/BG mIoU of both branches' pseudo-labels. ``--ablations`` adds only-F and only-B (fused).
+avg mAP 0.1-0.5 of the final model (for alternate also read fused and VLP), of the CBP branch after
+every round, the round the label-free agreement rule would keep, and the paper's Table-3 FG/BG mIoU
+of both branches' pseudo-labels. ``--ablations`` adds only-F and only-B (fused).
 Variants: ``alternate`` (the defaults), ``uncertain`` (conflicting frames uncertain), ``nocls``
 (no MIL term in F), ``select`` (the label-free round choice), and ``+``-joined combinations.
 One JSON line per (regime, seed, row); then mean ± std over seeds per row.
@@ -70,6 +71,7 @@ def main() -> None:
     from wtalkit.config import load_config
     from wtalkit.localize.evaluate import evaluate_run
     from wtalkit.train.alternate import Rules, train_alternate
+    from wtalkit.train.pseudo import select_round
     from wtalkit.train.pseudolabel import branch_scores, pseudo_labels
     from wtalkit.train.warmup import train_warmup
 
@@ -130,6 +132,11 @@ def main() -> None:
                     vals["rounds"] = per_round
                     vals["chosen"] = sel.get("round")
                     vals["agreement"] = [round(a["score"], 4) for a in sel.get("agreement", {}).values()]
+                    # the round select=agreement keeps (label-free), whatever rule this run used
+                    vals["agreement_round"] = select_round(dict(enumerate(vals["agreement"], start=1)))
+                    # the same model read through the other branches (localize --branch)
+                    vals["map_fused"] = avg(evaluate_run(ck, data, "fused"))
+                    vals["map_vlp"] = avg(evaluate_run(ck, data, "vlp"))
                     vals["cbp"] = miou(pseudo_labels(ck, data, "cbp", test)[1])
                 if schedule != "only-f":
                     vals["vlp"] = miou(pseudo_labels(ck, data, "vlp", test)[1])
@@ -139,7 +146,8 @@ def main() -> None:
     print(f"\nmean ± std over seeds {args.seeds} (avg mAP 0.1-0.5 %, Table-3 FG/BG mIoU %)")
     for (regime, name), vals in rows.items():
         cells = {}
-        keys = [("map", None), ("cbp", "fg"), ("cbp", "bg"), ("vlp", "fg"), ("vlp", "bg")]
+        keys = [("map", None), ("map_fused", None), ("map_vlp", None)]
+        keys += [("cbp", "fg"), ("cbp", "bg"), ("vlp", "fg"), ("vlp", "bg")]
         for k, sub in keys:
             xs = [v[k][sub] if sub else v[k] for v in vals if k in v]
             if xs:
@@ -149,6 +157,7 @@ def main() -> None:
             r = np.array([v["rounds"] for v in vals])
             cells["rounds"] = " → ".join(f"{m:.1f}" for m in r.mean(0))
             cells["chosen"] = [v.get("chosen") for v in vals]
+            cells["agreement picks"] = [v.get("agreement_round") for v in vals]
         print(f"{regime:<11} {name:<20} " + "  ".join(f"{k} {c}" for k, c in cells.items()), flush=True)
 
 
