@@ -89,3 +89,73 @@ def test_training_writes_tensorboard_curves(tiny_dataset, tmp_path):
         r["loss"] for r in map(__import__("json").loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())
     ]
     np.testing.assert_allclose([e.value for e in loss], logged, rtol=1e-6)
+
+
+def test_prefetched_batches_equal_unprefetched(tiny_dataset):
+    """Reading the next batch in a background thread changes nothing: same batches, same RNG state after."""
+    bank = FeatureBank(Dataset(tiny_dataset), "train", ("cbp", "vlp"), require_labels=True)
+    for kwargs in ({}, {"sampling": "uniform"}, {"similar_pairs": 1}):
+        r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
+        a = list(bank.batches(r1, 32, 4, prefetch=True, **kwargs))
+        b = list(bank.batches(r2, 32, 4, prefetch=False, **kwargs))
+        assert len(a) == len(b) > 1 and r1.random() == r2.random()
+        for x, y in zip(a, b):
+            assert x["idx"] == y["idx"] and torch.equal(x["mask"], y["mask"])
+            assert all(torch.equal(x["x"][s], y["x"][s]) for s in ("cbp", "vlp"))
+
+
+def test_prefetch_raises_in_the_caller_and_stops_when_left_early():
+    import threading
+
+    import pytest
+
+    from wtalkit.data.loader import prefetched
+    from wtalkit.errors import WtalError
+
+    def make(i):
+        if i == 2:
+            raise WtalError("bad file")
+        return i
+
+    seen = []
+    with pytest.raises(WtalError, match="bad file"):
+        for v in prefetched(make, range(5)):
+            seen.append(v)
+    assert seen == [0, 1]  # the items before the bad one reach the caller first
+
+    def workers():
+        return sum(t.name == "wtalkit-prefetch" for t in threading.enumerate())
+
+    before = workers()
+    gen = prefetched(lambda i: i, range(1000))
+    assert next(gen) == 0 and workers() == before + 1
+    gen.close()  # leaving the loop early: the worker is stopped, not left blocked on its queue
+    assert workers() == before
+
+
+def test_a_warmup_epoch_with_prefetch_equals_one_without(tiny_dataset, monkeypatch):
+    """The training loop as a GPU runs it (next batch read in a thread), checked on the CPU: same loss, same
+    weights, same RNG state after, with Hide-and-Seek drawing from the same generator between batches."""
+    from tests.conftest import TINY_SETS
+    from wtalkit.config import load_config
+    from wtalkit.models.build import build_cbp
+    from wtalkit.train.optim import make_optimizer
+    from wtalkit.train.warmup import cbp_epoch
+
+    cfg = load_config("demo", TINY_SETS + ["cbp.hide_prob=0.5", "cbp.hide_len=2"])
+    bank = FeatureBank(Dataset(tiny_dataset), "train", ("cbp",), require_labels=True)
+    real = FeatureBank.batches
+    runs = []
+    for prefetch in (False, True):
+        monkeypatch.setattr(
+            FeatureBank, "batches", lambda self, rng, _p=prefetch, **kw: real(self, rng, **{**kw, "prefetch": _p})
+        )
+        torch.manual_seed(0)
+        model = build_cbp(cfg, bank.dim("cbp"), len(bank.classes))
+        opt = make_optimizer(model.parameters(), cfg)
+        rng = np.random.default_rng(11)
+        fill = torch.zeros(bank.dim("cbp"))
+        loss = cbp_epoch(model, opt, bank, rng, cfg, hide_fill=fill)
+        runs.append((loss, model.state_dict(), rng.random()))
+    (l0, w0, r0), (l1, w1, r1) = runs
+    assert l0 == l1 and r0 == r1 and all(torch.equal(w0[k], w1[k]) for k in w0)

@@ -14,7 +14,8 @@ By default the features stay on disk: every file is validated once, then each
 batch reads only its crops through a memory map that is closed again, so
 resident memory is bounded by the batch, not by the dataset (ActivityNet1.2's
 I3D features are ~16 GB). ``in_memory=True`` reads everything into RAM first;
-both give identical batches.
+both give identical batches. With ``prefetch=True`` (training on a GPU) a
+background thread reads the next batch while the current one is computed on.
 """
 
 from __future__ import annotations
@@ -186,13 +187,38 @@ class FeatureBank:
         shuffle: bool = True,
         sampling: str = "crop",
         similar_pairs: int = 0,
+        prefetch: bool = False,
     ):
         """One epoch of batches (``ceil(N / batch_size)`` of them), see the module docstring.
 
         With ``similar_pairs = P > 0`` each batch starts with ``P`` pairs: ``P`` distinct classes that
         have two or more videos are drawn, and two videos of each; the rest of the batch comes from the
         epoch's shuffled order (the batch's ``"pairs"`` says how many pairs it starts with).
+
+        Every random draw of the epoch is made from ``rng`` when iteration starts, in the calling thread
+        (:meth:`plan`); with ``prefetch`` a background thread then reads batch ``k + 1`` while the caller
+        computes on batch ``k`` (:func:`prefetched`). The batches are the same with and without it.
+        Training turns it on when it computes on a GPU. On the CPU there is nothing to overlap with: the
+        reading thread shares the model's cores, and reading is a small part of an epoch
+        (``benchmarks/bench_prefetch.py``).
         """
+        plans = self.plan(rng, T, batch_size, shuffle, sampling, similar_pairs)
+        if not prefetch:
+            for p in plans:
+                yield self.make_batch(*p)
+            return
+        yield from prefetched(lambda p: self.make_batch(*p), plans)
+
+    def plan(
+        self,
+        rng: np.random.Generator,
+        T: int,
+        batch_size: int,
+        shuffle: bool = True,
+        sampling: str = "crop",
+        similar_pairs: int = 0,
+    ) -> list:
+        """The epoch's batches as ``(idx, offsets, T, pairs)`` arguments of :meth:`make_batch`, drawn now."""
         order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
         per_class = (
             [np.flatnonzero(self.labels[:, c] > 0) for c in range(self.labels.shape[1])] if similar_pairs else []
@@ -201,6 +227,7 @@ class FeatureBank:
         P = min(similar_pairs, len(pairable))
         rest = batch_size - 2 * P
         n_batches = -(-len(order) // batch_size)
+        plans = []
         for k in range(n_batches):
             idx = []
             if P:
@@ -215,4 +242,46 @@ class FeatureBank:
                 offsets = [perturbed_indices(self._lengths[i], T, rng) for i in idx]
             else:
                 offsets = [self.crop(i, T, rng) for i in idx]
-            yield self.make_batch(idx, offsets, T, pairs=P)
+            plans.append((idx, offsets, T, P))
+        return plans
+
+
+def prefetched(make, items):
+    """``make(item)`` for each of ``items`` in order, each computed in a background thread while the
+    caller works on the previous one (one ahead). An error in ``make`` is raised in the caller at the
+    item where it happened; leaving the loop early stops the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put((True, make(item)))
+        except BaseException as e:  # handed to the caller, raised there
+            q.put((False, e))
+            return
+        q.put((True, stop))  # the end marker
+
+    worker = threading.Thread(target=work, name="wtalkit-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, value = q.get()
+            if not ok:
+                raise value
+            if value is stop:
+                return
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():  # a worker blocked on the full queue is released by taking its item
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.01)
