@@ -4,7 +4,7 @@
 
 Times whole warm-up epochs (``wtalkit.train.warmup.cbp_epoch``) of the demo and the THUMOS14 model
 size on the demo's data (built as ``wtalkit demo`` does unless ``--data`` is given) with
-``FeatureBank.batches(prefetch=True)`` (the default) and ``prefetch=False``, alternating the two in
+``FeatureBank.batches(prefetch=True)`` (what training on a GPU uses) and ``prefetch=False`` (the CPU), alternating the two in
 one run so that both see the same machine load, and also the two parts alone: reading an epoch's
 batches and computing on batches already read. Prints medians and the ratio without / with; perfect
 overlap would bring the epoch down to the larger of the two parts.
@@ -55,7 +55,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         opts = batch_options(cfg.data)
         t0 = time.perf_counter()
-        held = list(bank.batches(rng, prefetch=False, **opts))
+        held = list(bank.batches(rng, **opts))  # batch_options without a device: no prefetch
         read = time.perf_counter() - t0
 
         def replay(self, rng, _held=held, **kw):  # the same epoch, already in memory: compute only

@@ -159,3 +159,13 @@ def test_a_warmup_epoch_with_prefetch_equals_one_without(tiny_dataset, monkeypat
         runs.append((loss, model.state_dict(), rng.random()))
     (l0, w0, r0), (l1, w1, r1) = runs
     assert l0 == l1 and r0 == r1 and all(torch.equal(w0[k], w1[k]) for k in w0)
+
+
+def test_training_prefetches_only_off_the_cpu():
+    from wtalkit.config import load_config
+    from wtalkit.data.loader import batch_options
+
+    data = load_config("demo").data
+    assert batch_options(data)["prefetch"] is False
+    assert batch_options(data, torch.device("cpu"))["prefetch"] is False
+    assert batch_options(data, torch.device("cuda", 0))["prefetch"] is True  # a device object needs no GPU

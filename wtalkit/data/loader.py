@@ -38,13 +38,18 @@ def multi_hot(labels, class_index: dict) -> np.ndarray:
     return y
 
 
-def batch_options(data_cfg) -> dict:
-    """The :meth:`FeatureBank.batches` options of a run's ``data`` config."""
+def batch_options(data_cfg, device=None) -> dict:
+    """The :meth:`FeatureBank.batches` options of a run's ``data`` config, training on ``device``.
+
+    The next batch is prefetched only when the model computes on another device than the CPU: on the
+    CPU a reading thread would take the model's cores (``benchmarks/bench_prefetch.py``).
+    """
     return {
         "T": data_cfg.num_segments,
         "batch_size": data_cfg.batch_size,
         "sampling": data_cfg.sampling,
         "similar_pairs": data_cfg.similar_pairs,
+        "prefetch": device is not None and device.type != "cpu",
     }
 
 
@@ -179,17 +184,9 @@ class FeatureBank:
             "pairs": pairs,
         }
 
-    def batches(
-        self,
-        rng: np.random.Generator,
-        T: int,
-        batch_size: int,
-        shuffle: bool = True,
-        sampling: str = "crop",
-        similar_pairs: int = 0,
-        prefetch: bool = False,
-    ):
-        """One epoch of batches (``ceil(N / batch_size)`` of them), see the module docstring.
+    def batches(self, rng: np.random.Generator, T: int, batch_size: int, *, prefetch: bool = False, **options):
+        """One epoch of batches (``ceil(N / batch_size)`` of them), see the module docstring; ``options``
+        are :meth:`plan`'s ``shuffle``, ``sampling`` and ``similar_pairs``.
 
         With ``similar_pairs = P > 0`` each batch starts with ``P`` pairs: ``P`` distinct classes that
         have two or more videos are drawn, and two videos of each; the rest of the batch comes from the
@@ -198,11 +195,9 @@ class FeatureBank:
         Every random draw of the epoch is made from ``rng`` when iteration starts, in the calling thread
         (:meth:`plan`); with ``prefetch`` a background thread then reads batch ``k + 1`` while the caller
         computes on batch ``k`` (:func:`prefetched`). The batches are the same with and without it.
-        Training turns it on when it computes on a GPU. On the CPU there is nothing to overlap with: the
-        reading thread shares the model's cores, and reading is a small part of an epoch
-        (``benchmarks/bench_prefetch.py``).
+        Training turns it on when it computes on a GPU (:func:`batch_options`).
         """
-        plans = self.plan(rng, T, batch_size, shuffle, sampling, similar_pairs)
+        plans = self.plan(rng, T, batch_size, **options)
         if not prefetch:
             for p in plans:
                 yield self.make_batch(*p)

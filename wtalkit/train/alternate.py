@@ -168,7 +168,7 @@ class Trainer:
             t_stream, student, s_stream, opt = "vlp", self.cbp, "cbp", self.opt_cbp
         sums, n = {"loss": 0.0, "kd": 0.0, "fb": 0.0, "cls": 0.0}, 0
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        for batch in self.bank.batches(np_rng, **batch_options(cfg.data), prefetch=self.device.type != "cpu"):
+        for batch in self.bank.batches(np_rng, **batch_options(cfg.data, self.device)):
             mask = batch["mask"].to(self.device)
             labels = batch["labels"].to(self.device)
             pseudo = self.pseudo(teacher, batch["x"][t_stream].to(self.device), mask, labels)

@@ -58,8 +58,7 @@ def cbp_epoch(
     device = next(model.parameters()).device
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     total, n = torch.zeros((), device=device), 0
-    # the next batch is read while the GPU computes; on the CPU a reading thread would take its cores
-    for batch in bank.batches(rng, **batch_options(cfg.data), prefetch=device.type != "cpu"):
+    for batch in bank.batches(rng, **batch_options(cfg.data, device)):
         mask = batch["mask"].to(device, non_blocking=True)
         x = batch["x"]["cbp"].to(device, non_blocking=True)
         if cfg.cbp.hide_prob > 0:
