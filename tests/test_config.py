@@ -8,7 +8,7 @@ def test_presets_carry_paper_values():
     assert {"thumos14", "anet12", "demo"} <= set(list_presets())
     t = load_config("thumos14")
     assert (t.data.num_segments, t.pseudo.delta_h, t.pseudo.delta_l) == (1000, 0.3, 0.1)
-    assert (t.infer.theta_cls, t.infer.theta_loc, t.loss.lambda_fb, t.loss.tau) == (0.85, [0.45], 0.05, 0.07)
+    assert (t.infer.theta_cls, t.infer.theta_loc, t.loss.lambda_fb, t.loss.tau) == (0.2, [0.45], 0.05, 0.07)
     assert (t.optim.lr, t.vlp.n_prompts, t.vlp.temporal_layers, t.vlp.clip_model) == (1e-4, 16, 2, "ViT-B/16")
     a = load_config("anet12")
     assert a.data.num_segments == 400 and a.eval.tiou[0] == 0.5 and a.eval.tiou[-1] == 0.95

@@ -109,3 +109,24 @@ def test_oic_proposals_through_the_config():
     # inner 0.7; band from trunc(3 - 0.75) = 2 to 2 on the left (0.3), trunc(5 + 0.75) = 5: none on the right
     assert dets[0]["score"] == pytest.approx(0.7 - 0.3 + 0.2 * 0.9)
     assert dets[0]["segment"] == [round(3 * 0.64, 3), round(6 * 0.64, 3)]
+
+
+def test_a_two_class_video_keeps_both_classes_with_every_preset():
+    """Video scores are a softmax over classes (the transformer's and CO2-Net's): two classes present share the
+    mass, so a theta_cls >= 0.5 (the paper's 0.85 was for per-class sigmoid scores) would keep only one."""
+    import torch
+
+    from wtalkit.config import list_presets, load_config
+    from wtalkit.models.cbp import CBPBranch
+
+    logits = torch.randn(2, 50, 4)  # 3 classes + background
+    assert torch.allclose(CBPBranch(8, 3).video_scores(logits).sum(-1), torch.ones(2))
+    g = SnippetGrid(25.0, 16, 16)
+    probs = np.zeros((20, 3))
+    probs[2:6, 0] = 0.8
+    probs[12:16, 1] = 0.7
+    for name in list_presets():
+        cfg = load_config(name).infer
+        video = np.array([0.52, 0.45, 0.03])
+        dets = detections(probs, video, g, ["a", "b", "c"], cfg, loc=probs, actionness=probs.max(1))
+        assert {d["label"] for d in dets} == {"a", "b"}, name

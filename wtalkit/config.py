@@ -155,7 +155,10 @@ class TrainConfig:
 
 @dataclass
 class InferConfig:
-    theta_cls: float = 0.85
+    # classes whose video score is > theta_cls are localized (the top one when none is). The paper's 0.85 is for
+    # per-class sigmoid scores; every CBP architecture here scores videos with a softmax over classes, where a
+    # threshold >= 0.5 keeps exactly one class per video, so the default is CO2-Net's and UM's 0.2
+    theta_cls: float = 0.2
     theta_loc: list[float] = field(default_factory=lambda: [0.45])  # thresholds on class scores ([] = none)
     theta_act: list[float] = field(default_factory=list)  # thresholds on class-agnostic actionness ([] = none)
     upsample: int = 1  # scores interpolated linearly to this many points per snippet before thresholding (UM: 24)
