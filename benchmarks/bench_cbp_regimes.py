@@ -35,7 +35,13 @@ REGIMES = {
     "plain": dict(relu=False, scene=0.0, smooth=0.0, motion=0.0, distractors=0.0),
     # shorter cores, weaker evidence off them, look-alike classes and more background motion
     "short-core": dict(core_fraction=0.2, weak=0.2, confusion=0.5, distractors=0.15),
+    # i3d with one of its parts removed (which part makes it hard; not run by default)
+    "i3d-noscene": dict(scene=0.0),
+    "i3d-nosmooth": dict(smooth=0.0),
+    "i3d-norelu": dict(relu=False),
+    "i3d-nomotion": dict(motion=0.0, distractors=0.0),
 }
+DEFAULT_REGIMES = "i3d,plain,short-core"
 
 
 NINE = "[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"  # the field's multi-threshold proposals (CO2-Net, UM)
@@ -107,7 +113,7 @@ def avgs(res) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--regimes", default=",".join(REGIMES))
+    ap.add_argument("--regimes", default=DEFAULT_REGIMES, help=f"any of {', '.join(REGIMES)}")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
