@@ -113,7 +113,7 @@ def test_oic_proposals_through_the_config():
 
 def test_a_two_class_video_keeps_both_classes_with_every_preset():
     """Video scores are a softmax over classes (the transformer's and CO2-Net's): two classes present share the
-    mass, so a theta_cls >= 0.5 (the paper's 0.85 was for per-class sigmoid scores) would keep only one."""
+    mass, so a theta_cls >= 0.5 (as the paper's 0.85) would keep only one of them."""
     import torch
 
     from wtalkit.config import list_presets, load_config

@@ -155,8 +155,8 @@ class TrainConfig:
 
 @dataclass
 class InferConfig:
-    # classes whose video score is > theta_cls are localized (the top one when none is). The paper's 0.85 is for
-    # per-class sigmoid scores; every CBP architecture here scores videos with a softmax over classes, where a
+    # classes whose video score is > theta_cls are localized (the top one when none is). The paper's 0.85 can only
+    # work on per-class scores; the transformer and CO2-Net score videos with a softmax over classes, where any
     # threshold >= 0.5 keeps exactly one class per video, so the default is CO2-Net's and UM's 0.2
     theta_cls: float = 0.2
     theta_loc: list[float] = field(default_factory=lambda: [0.45])  # thresholds on class scores ([] = none)
