@@ -1,6 +1,6 @@
 """Which classes does inference localize in each test video? The video-class step of the CBP branch.
 
-    python benchmarks/bench_video_classes.py --out DIR [--regimes plain,i3d,short-core] [--seeds 0,1,2]
+    python benchmarks/bench_video_classes.py --out DIR [--regimes i3d,plain,short-core] [--seeds 0,1,2]
                                              [--tag TAG] [--theta-cls 0.85,0.5,0.2] [--multi-threshold]
 
 Reads the runs that ``bench_cbp_regimes.py --out DIR`` trained (``DIR/runs[-TAG]/REGIME-sSEED``: its
@@ -23,32 +23,36 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from bench_cbp_regimes import DEFAULT_REGIMES, NINE
 
-NINE = "[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"
 
+def class_stats(predictor, data: Path, thetas: list[float]) -> list[tuple[float, float, float]]:
+    """Per ``theta_cls``: (recall of true classes, recall on videos with 2+ classes, false classes per video).
 
-def class_stats(predictor, data: Path, theta_cls: float) -> tuple[float, float, float]:
-    """(recall of true classes, recall on videos with 2+ classes, false classes per video) of the class step."""
+    The video scores do not depend on the threshold, so each test video runs through the model once.
+    """
     from wtalkit.data.features import Dataset
+    from wtalkit.localize.predict import kept_classes
 
     ds = Dataset(data)
     cidx = ds.annotations.class_index()
-    rec, rec_multi, false = [], [], []
+    rec, multi, false = [], [], []  # [video][theta]
     for v in ds.videos(predictor.cfg.data.test_subset, stream="cbp"):
         video = predictor.outputs({"cbp": ds.stream("cbp").load(v.name)})["video"]
-        kept = set(np.flatnonzero(video > theta_cls).tolist()) or {int(video.argmax())}
         true = {cidx[c] for c in v.labels}
-        rec.append(len(kept & true) / len(true))
-        if len(true) > 1:
-            rec_multi.append(rec[-1])
-        false.append(len(kept - true))
-    return float(np.mean(rec)), float(np.mean(rec_multi)) if rec_multi else float("nan"), float(np.mean(false))
+        kept = [set(kept_classes(video, t).tolist()) for t in thetas]
+        rec.append([len(k & true) / len(true) for k in kept])
+        multi.append(len(true) > 1)
+        false.append([len(k - true) for k in kept])
+    rec, false, multi = np.array(rec), np.array(false), np.array(multi)
+    on_multi = rec[multi].mean(0) if multi.any() else np.full(len(thetas), np.nan)
+    return [(float(r), float(m), float(f)) for r, m, f in zip(rec.mean(0), on_multi, false.mean(0))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="the --out folder of bench_cbp_regimes.py")
-    ap.add_argument("--regimes", default="plain,i3d,short-core")
+    ap.add_argument("--regimes", default=DEFAULT_REGIMES)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--tag", default="")
     ap.add_argument("--theta-cls", default="0.85,0.5,0.2")
@@ -69,10 +73,11 @@ def main() -> None:
                 ckpt = run / f"{model}.pt"
                 if not ckpt.exists():
                     continue
-                for theta in args.theta_cls.split(","):
+                thetas = args.theta_cls.split(",")
+                predictor = Predictor(ckpt, branch="cbp", device="cpu")
+                for theta, stats in zip(thetas, class_stats(predictor, data, [float(t) for t in thetas])):
                     sets = [f"infer.theta_cls={theta}"]
                     cfg = load_config(str(run / "config.yaml"), sets)
-                    stats = class_stats(Predictor(ckpt, branch="cbp", device="cpu", cfg=cfg), data, float(theta))
                     maps = [evaluate_run(ckpt, data, "cbp", cfg=cfg, device="cpu")]
                     if args.multi_threshold:
                         nine = load_config(str(run / "config.yaml"), [*sets, f"infer.theta_loc={NINE}"])

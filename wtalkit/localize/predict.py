@@ -23,6 +23,12 @@ from wtalkit.models.trained import TrainedModel
 from wtalkit.timeaxis import SnippetGrid
 
 
+def kept_classes(video_scores: np.ndarray, theta_cls: float) -> np.ndarray:
+    """The classes a video is localized for: those whose video score is above ``theta_cls``, else the top one."""
+    keep = np.flatnonzero(video_scores > theta_cls)
+    return keep if len(keep) else np.array([int(np.argmax(video_scores))])
+
+
 def detections(
     probs: np.ndarray,
     video_scores: np.ndarray,
@@ -38,9 +44,7 @@ def detections(
     ``loc [T, C]`` (default ``probs``): the class scores runs are cut from (``infer.theta_loc``) and
     proposals scored on; ``actionness [T]``: a class-agnostic signal cut at ``infer.theta_act``.
     """
-    keep = np.flatnonzero(video_scores > cfg.theta_cls)
-    if len(keep) == 0:
-        keep = np.array([int(np.argmax(video_scores))])
+    keep = kept_classes(video_scores, cfg.theta_cls)
     props = proposals_from_scores(
         probs if loc is None else loc,
         keep,
